@@ -1,0 +1,649 @@
+"""GradINN: a Keras model trained on data and on a prior belief about its gradient."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_gradinn import priors as priors_lib
+from keras_gradinn import sampling
+from keras_gradinn.jacobian import value_and_jacobian
+
+__all__ = ["GradINN"]
+
+Sampler = Callable[[int, np.random.Generator], np.ndarray]
+
+# Relative slack when checking that points lie inside the bounds, so values
+# written to a CSV and read back at the boundary are not rejected.
+_BOUNDS_SLACK = 1e-6
+
+
+def _is_array_like(value: Any) -> bool:
+    return value is not None and not isinstance(value, (tf.data.Dataset, dict, str)) and (
+        isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "__array__")
+    )
+
+
+def _finite_array(value: Any, label: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{label} must be numeric; got {type(value).__name__}") from error
+    if array.size == 0:
+        raise ValueError(f"{label} is empty; got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        rows = np.flatnonzero(~np.all(np.isfinite(array.reshape(len(array), -1)), axis=1))
+        raise ValueError(
+            f"{label} contains NaN or inf in {rows.size} row(s), first row {int(rows[0])}"
+        )
+    return array
+
+
+@keras.saving.register_keras_serializable(package="keras_gradinn")
+class GradINN(keras.Model):
+    """A Gradient-Informed Neural Network.
+
+    A primary `network` f is fitted to data while its input Jacobian is
+    pulled towards a `prior` network h over the whole domain:
+
+        loss = data_loss(f(z_i), t_i)
+               + gradient_weight * mean_c sum_jk (J f(z_c) - h(z_c))_jk^2
+
+    Here `z = (x - centre) / half_width` maps the `bounds` box onto
+    [-1, 1]^d, `t = (y - mean) / std` standardises the targets with the
+    statistics of the training targets (from the first `fit`, or from
+    `adapt`), `J f(z_c)` is the (m, d) Jacobian of the network at each
+    collocation point `z_c`, and `h(z_c)` is the prior's field reshaped to
+    (m, d). The collocation points are redrawn at every step from the
+    domain (`sampler`), and the Jacobian is computed by a
+    `tf.GradientTape` nested inside the training step's tape, so both f and
+    (unless `prior_trainable=False`) h are trained together.
+
+    Because the gradient term lives in the normalised space,
+    `gradient_weight` does not depend on the units of x or y, and the prior
+    speaks of standardised outputs per unit of normalised input. `call`,
+    `predict`, `predict_gradient` and the compiled metrics use the user's
+    units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
+    The normalisation constants are non-trainable weights, so they are
+    saved and exported with the model.
+
+    `fit`/`evaluate` report `loss`, `data_loss` (the compiled loss, "mse"
+    by default, on standardised targets, honouring `sample_weight`),
+    `gradient_loss` (the mean squared Jacobian mismatch, unweighted) and the
+    compiled metrics in user units.
+
+    Args:
+        network: a Keras model mapping (n, d) to (n, m), applied to normalised
+            inputs; see `keras_gradinn.mlp`.
+        prior: a Keras model mapping (n, d) to (n, m*d) or (n, m, d), or one
+            of `"smooth"`, `"oscillatory"`, `"constant"` (built with the
+            defaults of `keras_gradinn.priors`).
+        bounds: the domain box, one `(low, high)` per input or an array of
+            shape (d, 2). Training inputs must lie inside it.
+        n_collocation: collocation points per training step (>= 1).
+        sampler: `"uniform"`, `"sobol"`, `"halton"` or `"lhs"` (points drawn
+            inside the graph; the quasi-random sets get a fresh random shift
+            modulo the box at each step), a fixed array of points of shape
+            (P, d) in user units (a random subset of `n_collocation` of them
+            each step), or a callable `sampler(n, rng) -> (n, d) array` in user
+            units, called on the host at every step.
+        contains: optional `contains(x) -> bool mask` for domains that are
+            not boxes; points are then drawn on the host by rejection.
+        gradient_weight: lambda >= 0. With 0 the gradient term and its
+            nested tape are skipped entirely.
+        prior_trainable: whether the prior is trained with the network.
+        seed: seed of the collocation draws (None: drawn from Keras' global
+            seed, so `keras.utils.set_random_seed` makes runs repeatable).
+        **kwargs: passed to `keras.Model`.
+
+    Example:
+        >>> import keras_gradinn as kg
+        >>> net = kg.mlp(2, 1, width=16, depth=2)
+        >>> model = kg.GradINN(net, "smooth", bounds=[(0, 1), (0, 1)])
+        >>> model.compile(optimizer="adam")
+        >>> x = np.random.default_rng(0).random((32, 2))
+        >>> _ = model.fit(x, x.sum(axis=1), epochs=1, verbose=0)
+        >>> model.predict_gradient(x[:3]).shape
+        (3, 1, 2)
+    """
+
+    def __init__(
+        self,
+        network: keras.Model,
+        prior: keras.Model | str = "smooth",
+        *,
+        bounds: Sequence[Sequence[float]] | np.ndarray,
+        n_collocation: int = 1024,
+        sampler: str | np.ndarray | Sampler | None = "sobol",
+        contains: Callable[[np.ndarray], np.ndarray] | None = None,
+        gradient_weight: float = 1e-2,
+        prior_trainable: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.bounds = sampling.as_bounds(bounds)
+        d = len(self.bounds)
+        if int(n_collocation) != n_collocation or n_collocation < 1:
+            raise ValueError(f"n_collocation must be an integer >= 1; got {n_collocation!r}")
+        if not (math.isfinite(float(gradient_weight)) and gradient_weight >= 0):
+            raise ValueError(f"gradient_weight must be finite and >= 0; got {gradient_weight!r}")
+        if seed is None:
+            seed = int(keras.random.randint((), 0, 2**31 - 1))
+        self.network = network
+        m = self._check_network(network, d)
+        if isinstance(prior, str):
+            prior = priors_lib.build(prior, d, m)
+        self._check_prior(prior, d, m)
+        prior.trainable = bool(prior_trainable)
+        self.prior = prior
+        self.input_dim, self.output_dim = d, m
+        self.n_collocation = int(n_collocation)
+        self.gradient_weight = float(gradient_weight)
+        self.prior_trainable = bool(prior_trainable)
+        self.seed = int(seed)
+
+        centre = self.bounds.mean(axis=1)
+        half_width = (self.bounds[:, 1] - self.bounds[:, 0]) / 2
+        constant = keras.initializers.Constant
+        self.input_offset = self.add_weight(
+            name="input_offset", shape=(d,), initializer=constant(centre), trainable=False
+        )
+        self.input_scale = self.add_weight(
+            name="input_scale", shape=(d,), initializer=constant(half_width), trainable=False
+        )
+        self.output_mean = self.add_weight(
+            name="output_mean", shape=(m,), initializer="zeros", trainable=False
+        )
+        self.output_std = self.add_weight(
+            name="output_std", shape=(m,), initializer="ones", trainable=False
+        )
+        self.output_adapted = self.add_weight(
+            name="output_adapted", shape=(), initializer="zeros", trainable=False
+        )
+        # Counts training steps so that collocation draws are a pure function
+        # of (seed, step): reloaded models continue the same sequence.
+        self.collocation_step = self.add_weight(
+            name="collocation_step",
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.data_loss_tracker = keras.metrics.Mean(name="data_loss")
+        self.gradient_loss_tracker = keras.metrics.Mean(name="gradient_loss")
+        self._jacobian_function = None
+        self.set_sampler(sampler, contains=contains)
+        self.built = True
+
+    # ------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _check_network(network: Any, d: int) -> int:
+        if not isinstance(network, keras.layers.Layer):
+            raise TypeError(f"network must be a keras.Model; got {type(network).__name__}")
+        try:
+            out = network(np.zeros((2, d), dtype="float32"))
+        except Exception as error:  # noqa: BLE001 - reported with context
+            raise ValueError(
+                f"network must accept inputs of shape (n, {d}) to match the bounds; "
+                f"calling it failed: {error}"
+            ) from error
+        if len(out.shape) != 2:
+            raise ValueError(f"network must return shape (n, m); got {tuple(out.shape)}")
+        return int(out.shape[-1])
+
+    @staticmethod
+    def _check_prior(prior: Any, d: int, m: int) -> None:
+        if not isinstance(prior, keras.layers.Layer):
+            raise TypeError(
+                f"prior must be a keras.Model or one of {priors_lib.KINDS}; "
+                f"got {type(prior).__name__}"
+            )
+        try:
+            out = prior(np.zeros((2, d), dtype="float32"))
+        except Exception as error:  # noqa: BLE001 - reported with context
+            raise ValueError(
+                f"prior must accept inputs of shape (n, {d}); calling it failed: {error}"
+            ) from error
+        shape = tuple(out.shape[1:])
+        if shape not in ((m * d,), (m, d)):
+            raise ValueError(
+                f"prior must output m*d = {m * d} values per point (shape (n, {m * d}) "
+                f"or (n, {m}, {d})) for {m} output(s) and {d} input(s); got "
+                f"shape (n, {', '.join(map(str, shape))})"
+            )
+
+    def _check_points(self, x: Any, label: str, *, strict: bool) -> np.ndarray:
+        array = _finite_array(x, label)
+        if array.ndim == 1 and self.input_dim == 1:
+            array = array[:, None]
+        if array.ndim != 2 or array.shape[1] != self.input_dim:
+            raise ValueError(
+                f"{label} must have shape (n, {self.input_dim}) to match the bounds; "
+                f"got shape {array.shape}"
+            )
+        outside = self._outside(array)
+        if outside.any():
+            rows = np.flatnonzero(outside)
+            message = (
+                f"{label} has {rows.size} row(s) outside the bounds "
+                f"{self.bounds.tolist()}, first row {int(rows[0])}: "
+                f"{array[rows[0]].tolist()}"
+            )
+            if strict:
+                raise ValueError(f"{message}. Widen the bounds to cover the data")
+            warnings.warn(f"{message}; the model extrapolates there", stacklevel=3)
+        return array
+
+    def _outside(self, x: np.ndarray) -> np.ndarray:
+        slack = _BOUNDS_SLACK * (self.bounds[:, 1] - self.bounds[:, 0])
+        low, high = self.bounds[:, 0] - slack, self.bounds[:, 1] + slack
+        return np.any((x < low) | (x > high), axis=1)
+
+    def _check_targets(self, y: Any, n: int, label: str = "y") -> np.ndarray:
+        array = _finite_array(y, label)
+        if array.ndim == 1 and self.output_dim == 1:
+            array = array[:, None]
+        if array.shape != (n, self.output_dim):
+            raise ValueError(
+                f"{label} must have shape ({n}, {self.output_dim}) for {n} input rows "
+                f"and {self.output_dim} output(s); got shape {array.shape}"
+            )
+        return array
+
+    def _check_xy(self, x: Any, y: Any, label: str) -> tuple[np.ndarray, np.ndarray | None]:
+        x = self._check_points(x, f"{label}x", strict=True)
+        if y is None:
+            return x, None
+        return x, self._check_targets(y, len(x), f"{label}y")
+
+    # ---------------------------------------------------------------- sampling
+
+    def set_sampler(
+        self,
+        sampler: str | np.ndarray | Sampler | None,
+        *,
+        contains: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        """Sets how collocation points are drawn (see the class docstring).
+
+        Python callables (a callable `sampler`, or `contains`) are not saved
+        with the model: after loading such a model, call `set_sampler` again
+        before training it further. `sampler=None` leaves the model without
+        a sampler; it can predict, but not train with the gradient term.
+        """
+        d = self.input_dim
+        self._sampler, self._contains = sampler, contains
+        self._pool = self._unit_base = self._host_sampler = None
+        if contains is not None and not callable(contains):
+            raise TypeError(f"contains must be callable; got {type(contains).__name__}")
+        if sampler is None:
+            self._sampler_mode = None
+        elif isinstance(sampler, str):
+            if sampler not in sampling.METHODS:
+                raise ValueError(
+                    f"sampler must be one of {sampling.METHODS}, an array of points "
+                    f"or a callable; got {sampler!r}"
+                )
+            if contains is not None:
+                self._sampler_mode = "host"
+                self._host_sampler = lambda n, rng: sampling.sample(
+                    n, self.bounds, method=sampler, seed=rng, contains=contains
+                )
+            elif sampler == "uniform":
+                self._sampler_mode = "uniform"
+            else:
+                self._sampler_mode = "shift"
+                self._unit_base = sampling.unit_points(
+                    self.n_collocation, d, method=sampler, seed=self.seed
+                ).astype("float32")
+        elif callable(sampler):
+            self._sampler_mode = "host"
+            self._host_sampler = sampler
+        else:
+            points = self._check_sampled(sampler, "sampler points", n=None)
+            self._sampler_mode = "subset"
+            self._pool = self._to_unit_box(points)
+        if self._sampler_mode == "host":
+            # Fail now, with a clear message, rather than inside the graph.
+            probe = self._host_sampler(self.n_collocation, np.random.default_rng(self.seed))
+            self._check_sampled(probe, "sampler output", n=self.n_collocation)
+        self.train_function = self.test_function = None
+
+    def _check_sampled(self, points: Any, label: str, n: int | None) -> np.ndarray:
+        array = _finite_array(points, label)
+        expected = (n if n is not None else array.shape[0], self.input_dim)
+        if array.ndim != 2 or array.shape != expected:
+            raise ValueError(
+                f"{label} must have shape {expected}; got shape {array.shape}"
+            )
+        outside = self._outside(array)
+        if self._contains is not None:
+            mask = np.asarray(self._contains(array))
+            if mask.shape != (len(array),):
+                raise ValueError(
+                    f"contains(x) must return a mask of shape ({len(array)},); "
+                    f"got shape {mask.shape}"
+                )
+            outside |= ~mask.astype(bool)
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise ValueError(
+                f"{label} must lie inside the domain; {int(outside.sum())} point(s) "
+                f"do not, first {array[row].tolist()} (bounds {self.bounds.tolist()})"
+            )
+        return array
+
+    def _to_unit_box(self, x: np.ndarray) -> np.ndarray:
+        centre = self.bounds.mean(axis=1)
+        half_width = (self.bounds[:, 1] - self.bounds[:, 0]) / 2
+        return ((x - centre) / half_width).astype("float32")
+
+    def _host_points(self, seed: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng([int(s) for s in seed])
+        points = self._host_sampler(self.n_collocation, rng)
+        return self._to_unit_box(self._check_sampled(points, "sampler output", self.n_collocation))
+
+    def collocation_points(self, step: Any = None) -> tf.Tensor:
+        """The normalised collocation points of training step `step`.
+
+        Draws are a pure function of `(seed, step, replica)`, so they are
+        reproducible and differ between replicas. Returns a (k, d) tensor in
+        [-1, 1]^d, with `k = n_collocation` (or the pool size, if smaller).
+        """
+        if self._sampler_mode is None:
+            raise ValueError(
+                "this model has no collocation sampler (a Python callable is not "
+                "saved with the model); call model.set_sampler(...) before training "
+                "it with gradient_weight > 0"
+            )
+        step = self.collocation_step if step is None else step
+        context = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        draw = tf.cast(step, "int64") * replicas + tf.cast(replica, "int64")
+        seed = tf.stack([tf.constant(self.seed, "int64"), draw])
+        n, d = self.n_collocation, self.input_dim
+        if self._sampler_mode == "uniform":
+            return tf.random.stateless_uniform((n, d), seed, minval=-1.0, maxval=1.0)
+        if self._sampler_mode == "shift":
+            shift = tf.random.stateless_uniform((1, d), seed)
+            return 2.0 * tf.math.floormod(tf.constant(self._unit_base) + shift, 1.0) - 1.0
+        if self._sampler_mode == "subset":
+            pool = tf.constant(self._pool)
+            keys = tf.random.stateless_uniform((len(self._pool),), seed)
+            chosen = tf.math.top_k(keys, k=min(n, len(self._pool))).indices
+            return tf.gather(pool, chosen)
+        points = tf.numpy_function(self._host_points, [seed], tf.float32, stateful=False)
+        points.set_shape((n, d))
+        return points
+
+    # ---------------------------------------------------------------- forward
+
+    def call(self, inputs, training=None):
+        """Predicts in user units: `mean + std * f((x - centre) / half_width)`."""
+        inputs = keras.ops.cast(inputs, self.compute_dtype)
+        z = (inputs - self.input_offset) / self.input_scale
+        return self.output_mean + self.output_std * self.network(z, training=training)
+
+    def value_and_jacobian(self, x) -> tuple[tf.Tensor, tf.Tensor]:
+        """Prediction (n, m) and Jacobian dy/dx (n, m, d) in user units."""
+        x = tf.cast(tf.convert_to_tensor(x), self.compute_dtype)
+        return value_and_jacobian(lambda v: self(v, training=False), x)
+
+    def gradient_loss(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Mean over points of ||J f(z) - h(z)||_F^2 at normalised points `z`."""
+        _, jacobian = value_and_jacobian(lambda v: self.network(v, training=training), z)
+        field = tf.reshape(self.prior(z, training=training), tf.shape(jacobian))
+        return tf.reduce_mean(tf.reduce_sum(tf.square(jacobian - field), axis=[1, 2]))
+
+    # ---------------------------------------------------------------- training
+
+    def compile(self, optimizer="adam", loss="mse", **kwargs):
+        """Like `keras.Model.compile`, with the data loss defaulting to "mse".
+
+        The loss applies to standardised targets; `metrics` see user units.
+        """
+        if kwargs.get("jit_compile") is True and self._sampler_mode == "host":
+            raise ValueError(
+                "jit_compile=True cannot be used with a host-side collocation sampler "
+                "(a callable sampler or a contains predicate)"
+            )
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips models that override `compile`; ours only changes a
+        # default, so the stored configuration applies as is.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        own = [self.loss_tracker, self.data_loss_tracker, self.gradient_loss_tracker]
+        # Keras' own "loss" tracker is replaced by ours, which sums both terms.
+        rest = [m for m in super().metrics if m.name != "loss" and all(m is not o for o in own)]
+        return own + rest
+
+    def _uses_gradient_term(self) -> bool:
+        return self.gradient_weight > 0
+
+    def _loss_terms(self, z, t, sample_weight, training):
+        t_pred = self.network(z, training=training)
+        data_loss = self.compute_loss(
+            x=z, y=t, y_pred=t_pred, sample_weight=sample_weight, training=training
+        )
+        if self._uses_gradient_term():
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            # Scaled per replica like Keras scales the compiled loss, so the
+            # all-reduced gradients are those of the global mean.
+            points = self.collocation_points()
+            gradient_loss = self.gradient_loss(points, training=training) / replicas
+        else:
+            gradient_loss = tf.zeros((), dtype=data_loss.dtype)
+        loss = data_loss + self.gradient_weight * gradient_loss
+        return t_pred, data_loss, gradient_loss, loss
+
+    def _normalise(self, x, y):
+        x = tf.cast(x, self.compute_dtype)
+        z = (x - self.input_offset) / self.input_scale
+        if y is None:
+            return z, None
+        y = tf.cast(y, self.compute_dtype)
+        if len(y.shape) == 1:
+            y = y[:, None]
+        return z, (y - self.output_mean) / self.output_std
+
+    def _update_metrics(self, x, y, z, t_pred, sample_weight, losses):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        batch = tf.shape(z)[0]
+        for tracker, value in zip(
+            (self.data_loss_tracker, self.gradient_loss_tracker, self.loss_tracker), losses
+        ):
+            tracker.update_state(value * replicas, sample_weight=batch)
+        y_pred = self.output_mean + self.output_std * t_pred
+        if y is not None and len(y.shape) == 1:
+            y = y[:, None]
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        z, t = self._normalise(x, y)
+
+        # Forward pass: data term and, through a nested tape, gradient term.
+        with tf.GradientTape() as tape:
+            t_pred, data_loss, gradient_loss, loss = self._loss_terms(
+                z, t, sample_weight, training=True
+            )
+            scaled_loss = self.optimizer.scale_loss(loss)
+
+        # Compute gradients: the prior only receives any through the gradient term.
+        variables = list(self.network.trainable_variables)
+        if self._uses_gradient_term():
+            variables += self.prior.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+
+        # Update weights
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.collocation_step.assign_add(1)
+
+        # Update metrics
+        return self._update_metrics(
+            x, y, z, t_pred, sample_weight, (data_loss, gradient_loss, loss)
+        )
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        z, t = self._normalise(x, y)
+        t_pred, *losses = self._loss_terms(z, t, sample_weight, training=False)
+        return self._update_metrics(x, y, z, t_pred, sample_weight, losses)
+
+    # ------------------------------------------------------------ data entry
+
+    def adapt(self, y: Any) -> None:
+        """Sets the output standardisation from training targets.
+
+        Args:
+            y: targets of shape (n, m) (or (n,) for m = 1), or a
+                `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`
+                batches, read once in a streaming pass.
+        """
+        if isinstance(y, tf.data.Dataset):
+            count, total, squares, shift = 0, 0.0, 0.0, None
+            for batch in y:
+                _, target, _ = keras.utils.unpack_x_y_sample_weight(batch)
+                if target is None:
+                    raise ValueError("the dataset must yield (x, y) pairs to adapt to")
+                target = np.asarray(target, dtype=np.float64).reshape(-1, self.output_dim)
+                shift = target[0] if shift is None else shift
+                count += len(target)
+                total = total + (target - shift).sum(axis=0)
+                squares = squares + ((target - shift) ** 2).sum(axis=0)
+            if count == 0:
+                raise ValueError("cannot adapt to an empty dataset")
+            mean = shift + total / count
+            std = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
+        else:
+            targets = _finite_array(y, "y")
+            targets = targets.reshape(len(targets), -1)
+            if targets.shape[1] != self.output_dim:
+                raise ValueError(
+                    f"y must have {self.output_dim} column(s); got shape {targets.shape}"
+                )
+            mean, std = targets.mean(axis=0), targets.std(axis=0)
+        if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)):
+            raise ValueError("y contains NaN or inf")
+        flat = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
+        if flat.any():
+            warnings.warn(
+                f"target column(s) {np.flatnonzero(flat).tolist()} are constant; "
+                f"they are centred but not scaled",
+                stacklevel=2,
+            )
+            std = np.where(flat, 1.0, std)
+        self.output_mean.assign(mean.astype("float32"))
+        self.output_std.assign(std.astype("float32"))
+        self.output_adapted.assign(1.0)
+
+    @property
+    def adapted(self) -> bool:
+        """Whether the output standardisation has been set."""
+        return bool(keras.ops.convert_to_numpy(self.output_adapted) > 0)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, after checking the data and adapting the outputs.
+
+        Array inputs must have d columns, lie inside the bounds and be
+        finite; the first call sets the output standardisation from the
+        training targets (excluding a `validation_split` tail).
+        """
+        if _is_array_like(x):
+            x, y = self._check_xy(x, y, "")
+            if y is None:
+                raise ValueError("fit needs targets y for array inputs")
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and _is_array_like(validation[0]):
+            checked = self._check_xy(validation[0], validation[1], "validation_data ")
+            kwargs["validation_data"] = (*checked, *validation[2:])
+        if not self.adapted:
+            if y is not None:
+                split = float(kwargs.get("validation_split", 0.0) or 0.0)
+                self.adapt(y[: int(math.floor(len(y) * (1.0 - split)))])
+            elif isinstance(x, tf.data.Dataset):
+                self.adapt(x)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, after checking array data."""
+        if _is_array_like(x):
+            x, y = self._check_xy(x, y, "")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict` in user units; warns about out-of-bounds rows."""
+        if _is_array_like(x):
+            x = self._check_points(x, "x", strict=False)
+        return super().predict(x, *args, **kwargs)
+
+    def predict_gradient(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+        """The Jacobian dy/dx in user units.
+
+        Args:
+            x: inputs of shape (n, d).
+            batch_size: rows per evaluation.
+
+        Returns:
+            A float32 array `J` of shape (n, m, d) with
+            `J[b, i, j] = d y_i / d x_j` at `x[b]`.
+        """
+        x = self._check_points(x, "x", strict=False).astype(self.compute_dtype)
+        if self._jacobian_function is None:
+            spec = tf.TensorSpec((None, self.input_dim), self.compute_dtype)
+            self._jacobian_function = tf.function(
+                lambda v: self.value_and_jacobian(v)[1], input_signature=[spec]
+            )
+        parts = [
+            self._jacobian_function(x[i : i + batch_size]).numpy()
+            for i in range(0, len(x), int(batch_size))
+        ]
+        return np.concatenate(parts, axis=0)
+
+    # ----------------------------------------------------------- serialisation
+
+    def get_config(self):
+        config = super().get_config()
+        sampler = self._sampler
+        if self._sampler_mode == "host":
+            warnings.warn(
+                "the collocation sampler or contains predicate is a Python callable "
+                "and is not saved; call set_sampler(...) after loading to train further",
+                stacklevel=2,
+            )
+            sampler = None
+        elif self._sampler_mode == "subset":
+            sampler = np.asarray(sampler, dtype=np.float64).tolist()
+        config.update(
+            network=keras.saving.serialize_keras_object(self.network),
+            prior=keras.saving.serialize_keras_object(self.prior),
+            bounds=self.bounds.tolist(),
+            n_collocation=self.n_collocation,
+            sampler=sampler,
+            gradient_weight=self.gradient_weight,
+            prior_trainable=self.prior_trainable,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("network", "prior"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
