@@ -577,6 +577,11 @@ class GradINN(keras.Model):
                 split = float(kwargs.get("validation_split", 0.0) or 0.0)
                 self.adapt(y[: int(math.floor(len(y) * (1.0 - split)))])
             elif isinstance(x, tf.data.Dataset):
+                if x.cardinality() == tf.data.INFINITE_CARDINALITY:
+                    raise ValueError(
+                        "the dataset is infinite, so the output standardisation cannot be "
+                        "computed from it; call model.adapt(y) before fit"
+                    )
                 self.adapt(x)
         return super().fit(x, y, *args, **kwargs)
 

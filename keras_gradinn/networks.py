@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
-__all__ = ["mlp"]
+__all__ = ["layer_seeds", "mlp", "positive_int"]
 
 
-def _seed(seed: int | None, offset: int) -> int | None:
-    return None if seed is None else int(seed) + offset
+def positive_int(value, label: str) -> int:
+    """Returns `value` as an `int`, or raises if it is not a whole number >= 1."""
+    try:
+        whole = int(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{label} must be a positive integer; got {value!r}") from error
+    if whole != value or whole < 1:
+        raise ValueError(f"{label} must be a positive integer; got {value!r}")
+    return whole
+
+
+def layer_seeds(seed: int | None, count: int) -> list[int | None]:
+    """Derives `count` independent initialiser seeds from one seed.
+
+    `seed + i` would make neighbouring seeds share layers (the second
+    layer of seed 0 would be the first of seed 1); a `SeedSequence` keeps
+    networks built from seeds 0, 1, 2, ... independent.
+    """
+    if seed is None:
+        return [None] * count
+    state = np.random.SeedSequence(int(seed)).generate_state(count)
+    return [int(s) % (2**31 - 1) for s in state]
 
 
 def mlp(
@@ -46,22 +67,24 @@ def mlp(
         >>> net.output_shape
         (None, 1)
     """
-    for label, value in (("input_dim", input_dim), ("output_dim", output_dim),
-                         ("width", width), ("depth", depth)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{label} must be a positive integer; got {value!r}")
-    inputs = keras.Input(shape=(int(input_dim),), name="x")
+    input_dim, output_dim, width, depth = (
+        positive_int(value, label)
+        for value, label in ((input_dim, "input_dim"), (output_dim, "output_dim"),
+                             (width, "width"), (depth, "depth"))
+    )
+    seeds = layer_seeds(seed, depth + 1)
+    inputs = keras.Input(shape=(input_dim,), name="x")
     h = inputs
-    for i in range(int(depth)):
+    for i in range(depth):
         h = keras.layers.Dense(
-            int(width),
+            width,
             activation=activation,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, i)),
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[i]),
             name=f"hidden_{i}",
         )(h)
     outputs = keras.layers.Dense(
-        int(output_dim),
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, depth)),
+        output_dim,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[depth]),
         name="output",
     )(h)
     return keras.Model(inputs, outputs, name=name)

@@ -21,6 +21,9 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from keras_gradinn.networks import layer_seeds, positive_int
+from keras_gradinn.sampling import unit_points
+
 __all__ = [
     "ConstantField",
     "KINDS",
@@ -59,22 +62,21 @@ class SineFeatures(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(units) < 1:
-            raise ValueError(f"units must be >= 1; got {units!r}")
+        units = positive_int(units, "units")
         if not frequency > 0:
             raise ValueError(f"frequency must be > 0; got {frequency!r}")
         self.units = int(units)
         self.frequency = float(frequency)
         self.trainable_frequencies = bool(trainable_frequencies)
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
 
     def build(self, input_shape):
-        seed = self.seed
+        seeds = layer_seeds(self.seed, 2)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(input_shape[-1], self.units),
             initializer=keras.initializers.RandomNormal(
-                stddev=math.pi * self.frequency, seed=seed
+                stddev=math.pi * self.frequency, seed=seeds[0]
             ),
             trainable=self.trainable_frequencies,
         )
@@ -82,7 +84,7 @@ class SineFeatures(keras.layers.Layer):
             name="phase",
             shape=(self.units,),
             initializer=keras.initializers.RandomUniform(
-                -math.pi, math.pi, seed=None if seed is None else seed + 1
+                -math.pi, math.pi, seed=seeds[1]
             ),
             trainable=self.trainable_frequencies,
         )
@@ -115,7 +117,13 @@ class ConstantField(keras.layers.Layer):
 
     def __init__(self, units: int, *, value: float | Sequence[float] = 0.0, **kwargs):
         super().__init__(**kwargs)
-        values = np.broadcast_to(np.asarray(value, dtype=np.float64), (int(units),))
+        units = positive_int(units, "units")
+        values = np.asarray(value, dtype=np.float64)
+        if values.ndim > 0 and values.shape != (units,):
+            raise ValueError(
+                f"value must be a scalar or have shape ({units},); got shape {values.shape}"
+            )
+        values = np.broadcast_to(values, (units,))
         if not np.all(np.isfinite(values)):
             raise ValueError(f"value must be finite; got {value!r}")
         self.units = int(units)
@@ -144,18 +152,29 @@ class ConstantField(keras.layers.Layer):
 
 
 def _check_dims(input_dim: int, output_dim: int) -> tuple[int, int]:
-    for label, value in (("input_dim", input_dim), ("output_dim", output_dim)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{label} must be a positive integer; got {value!r}")
-    return int(input_dim), int(output_dim)
+    return positive_int(input_dim, "input_dim"), positive_int(output_dim, "output_dim")
 
 
-def _small_output(scale: float, seed: int | None) -> keras.initializers.Initializer:
-    # Variance scaling by fan-in makes the initial field's typical size
-    # `initial_scale` whatever the width.
-    return keras.initializers.VarianceScaling(
-        scale=float(scale) ** 2, mode="fan_in", distribution="truncated_normal", seed=seed
-    )
+def _check_scale(initial_scale: float) -> float:
+    if not (math.isfinite(float(initial_scale)) and initial_scale >= 0):
+        raise ValueError(f"initial_scale must be finite and >= 0; got {initial_scale!r}")
+    return float(initial_scale)
+
+
+def _rescale_field(model: keras.Model, initial_scale: float) -> keras.Model:
+    """Scales the output layer so the initial field's RMS over [-1, 1]^d is `initial_scale`.
+
+    The hidden features' size depends on width, depth and activation, so the
+    output weights are rescaled after initialisation on a fixed quasi-random
+    set of points rather than guessed from fan-in.
+    """
+    d = model.input_shape[-1]
+    z = 2.0 * unit_points(256, d, method="sobol", seed=0).astype("float32") - 1.0
+    layer = model.get_layer("field")
+    rms = float(np.sqrt(np.mean(np.square(keras.ops.convert_to_numpy(model(z))))))
+    factor = initial_scale / rms if rms > 0 else 0.0
+    layer.kernel.assign(layer.kernel * factor)
+    return model
 
 
 def smooth(
@@ -171,12 +190,14 @@ def smooth(
 ) -> keras.Model:
     """A prior for a Jacobian that varies smoothly and slowly over the domain.
 
-    A small `tanh` network `h(z) = W_out tanh(... tanh(W_1 z + b_1) ...)`.
-    Belief: the gradient field is a smooth function of position with few
-    features. Fewer or narrower layers make the belief stronger (only
-    low-order fields); a larger `width` lets the data pick a more detailed
-    field. `initial_scale` sets the typical size of the initial field
-    (near zero: "flat unless the data say otherwise").
+    A small `tanh` network `h(z) = W_out tanh(... tanh(W_1 z + b_1) ...)`
+    with LeCun-normal hidden weights, so each hidden unit varies on the
+    scale of the whole domain. Belief: the gradient field is a smooth
+    function of position with few features. Fewer or narrower layers make
+    the belief stronger (only low-order fields); a larger `width` lets the
+    data pick a more detailed field. The initial field's RMS over the
+    domain is `initial_scale` (near zero: "flat unless the data say
+    otherwise"; 0 gives an exactly zero initial field).
 
     Args:
         input_dim: inputs d.
@@ -184,35 +205,35 @@ def smooth(
         width: hidden units per layer.
         depth: hidden layers (>= 1).
         activation: hidden activation (a smooth one).
-        initial_scale: typical magnitude of the initial field (>= 0).
+        initial_scale: RMS of the initial field over [-1, 1]^d (>= 0).
         seed: initialiser seed.
         name: model name.
 
     Returns:
         A functional `keras.Model` mapping (n, d) to (n, m*d).
+
+    Example:
+        >>> prior = smooth(3, 1, width=16, initial_scale=0.1, seed=0)
+        >>> prior.output_shape
+        (None, 3)
     """
     d, m = _check_dims(input_dim, output_dim)
-    if int(width) < 1 or int(depth) < 1:
-        raise ValueError(f"width and depth must be >= 1; got {width!r}, {depth!r}")
-    if not initial_scale >= 0:
-        raise ValueError(f"initial_scale must be >= 0; got {initial_scale!r}")
+    width, depth = positive_int(width, "width"), positive_int(depth, "depth")
+    initial_scale = _check_scale(initial_scale)
+    seeds = layer_seeds(seed, depth + 1)
     inputs = keras.Input(shape=(d,), name="z")
     h = inputs
-    for i in range(int(depth)):
+    for i in range(depth):
         h = keras.layers.Dense(
-            int(width),
+            width,
             activation=activation,
-            kernel_initializer=keras.initializers.GlorotUniform(
-                seed=None if seed is None else seed + i
-            ),
+            kernel_initializer=keras.initializers.LecunNormal(seed=seeds[i]),
             name=f"hidden_{i}",
         )(h)
     outputs = keras.layers.Dense(
-        m * d,
-        kernel_initializer=_small_output(initial_scale, None if seed is None else seed + depth),
-        name="field",
+        m * d, kernel_initializer=keras.initializers.LecunNormal(seed=seeds[depth]), name="field"
     )(h)
-    return keras.Model(inputs, outputs, name=name)
+    return _rescale_field(keras.Model(inputs, outputs, name=name), initial_scale)
 
 
 def oscillatory(
@@ -240,7 +261,7 @@ def oscillatory(
         n_features: number of sine features.
         frequency: typical number of periods across [-1, 1] (> 0).
         trainable_frequencies: whether the wave vectors and phases train.
-        initial_scale: typical magnitude of the initial field (>= 0).
+        initial_scale: RMS of the initial field over [-1, 1]^d (>= 0).
         seed: initialiser seed.
         name: model name.
 
@@ -248,22 +269,20 @@ def oscillatory(
         A functional `keras.Model` mapping (n, d) to (n, m*d).
     """
     d, m = _check_dims(input_dim, output_dim)
-    if not initial_scale >= 0:
-        raise ValueError(f"initial_scale must be >= 0; got {initial_scale!r}")
+    initial_scale = _check_scale(initial_scale)
+    seeds = layer_seeds(seed, 2)
     inputs = keras.Input(shape=(d,), name="z")
     features = SineFeatures(
-        n_features,
+        positive_int(n_features, "n_features"),
         frequency=frequency,
         trainable_frequencies=trainable_frequencies,
-        seed=seed,
+        seed=seeds[0],
         name="sine_features",
     )(inputs)
     outputs = keras.layers.Dense(
-        m * d,
-        kernel_initializer=_small_output(initial_scale, None if seed is None else seed + 2),
-        name="field",
+        m * d, kernel_initializer=keras.initializers.LecunNormal(seed=seeds[1]), name="field"
     )(features)
-    return keras.Model(inputs, outputs, name=name)
+    return _rescale_field(keras.Model(inputs, outputs, name=name), initial_scale)
 
 
 def constant(
@@ -293,10 +312,10 @@ def constant(
     """
     d, m = _check_dims(input_dim, output_dim)
     values = np.asarray(value, dtype=np.float64)
-    if values.ndim > 0 and values.size != m * d:
+    if values.ndim > 0 and values.shape not in ((m, d), (m * d,)):
         raise ValueError(
-            f"value must be a scalar or have m*d = {m * d} entries (shape "
-            f"({m}, {d})); got shape {values.shape}"
+            f"value must be a scalar or have shape ({m}, {d}) (outputs x inputs) or "
+            f"({m * d},); got shape {values.shape}"
         )
     inputs = keras.Input(shape=(d,), name="z")
     outputs = ConstantField(m * d, value=values.reshape(-1) if values.ndim else float(values),

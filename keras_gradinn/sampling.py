@@ -148,7 +148,7 @@ def sample(
         return low + width * unit_points(n, len(box), method=method, seed=rng)
 
     limit = max_candidates or max(1000 * n, 100_000)
-    accepted: list[np.ndarray] = []
+    accepted: list[np.ndarray] = [np.empty((0, len(box)))]
     count, drawn, batch = 0, 0, max(2 * n, 64)
     while count < n:
         if drawn >= limit:

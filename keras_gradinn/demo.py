@@ -1,0 +1,76 @@
+"""The built-in demo: GradINN against a plain network on the Friedman function."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+__all__ = ["friedman", "run"]
+
+#: Seed of the demo's test inputs; no training run uses it.
+TEST_SEED = 10_000
+
+
+def friedman(x: np.ndarray) -> np.ndarray:
+    """Friedman's function on [0, 1]^5, shape (n, 5) -> (n, 1)."""
+    return (
+        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
+        + 20 * (x[:, 2] - 0.5) ** 2
+        + 10 * x[:, 3]
+        + 5 * x[:, 4]
+    )[:, None]
+
+
+def _train(x, y, *, gradient_weight: float, steps: int, seed: int):
+    import keras
+    import tensorflow as tf
+
+    import keras_gradinn as kg
+
+    keras.utils.set_random_seed(seed)
+    network = kg.mlp(5, 1, width=64, depth=3, activation="silu")
+    model = kg.GradINN(
+        network, "smooth", bounds=[(0.0, 1.0)] * 5, gradient_weight=gradient_weight, seed=seed
+    )
+    schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    model.adapt(y)
+    # The whole (small) training set is one batch; repeating it as a dataset
+    # avoids Keras' per-epoch overhead over thousands of one-step epochs.
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    return model
+
+
+def run(
+    *, n: int = 200, steps: int = 10_000, seed: int = 0, gradient_weight: float = 1e-2,
+    verbose: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Trains GradINN and the same network without the gradient term.
+
+    Both share the network (3x64 SiLU), optimiser (Adam, cosine-decayed from
+    3e-3), full-batch step budget and normalisation. Test RMSE is measured on
+    10,000 uniform points drawn with a seed no training run uses.
+
+    Returns:
+        `{"GradINN": {...}, "plain network": {...}}`, each with `rmse` and
+        `seconds`.
+    """
+    x = np.random.default_rng(seed).random((n, 5))
+    x_test = np.random.default_rng(TEST_SEED).random((10_000, 5))
+    if verbose:
+        print(f"Friedman function, {n} training points, {steps} full-batch steps, seed {seed}")
+    results = {}
+    for name, weight in (("GradINN", gradient_weight), ("plain network", 0.0)):
+        start = time.perf_counter()
+        model = _train(x, friedman(x), gradient_weight=weight, steps=steps, seed=seed)
+        error = model.predict(x_test, verbose=0) - friedman(x_test)
+        results[name] = {
+            "rmse": float(np.sqrt(np.mean(error**2))),
+            "seconds": time.perf_counter() - start,
+        }
+        if verbose:
+            print(f"{name:>14}: test RMSE {results[name]['rmse']:.4f}"
+                  f"  ({results[name]['seconds']:.0f} s)")
+    return results

@@ -1,0 +1,225 @@
+"""Tests for keras_gradinn.value_and_jacobian: per-row input Jacobians."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_gradinn import mlp, value_and_jacobian
+
+
+@pytest.fixture
+def float64():
+    """Builds Keras layers in float64 for the duration of a test.
+
+    `set_floatx` alone is not enough: once any layer has been built, Keras 3
+    has fixed its global dtype policy at the floatx of that moment, and new
+    layers follow the policy. Set (and restore) both.
+    """
+    previous_floatx = keras.config.floatx()
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        keras.config.set_floatx(previous_floatx)
+
+
+def random_points(n, d, seed=0, scale=1.5):
+    return np.random.default_rng(seed).uniform(-scale, scale, (n, d))
+
+
+def scalar_field(x):
+    # f(x) = sin(x0 x1) + x2^2
+    return (tf.sin(x[:, 0] * x[:, 1]) + x[:, 2] ** 2)[:, None]
+
+
+def scalar_field_jacobian(x):
+    c = np.cos(x[:, 0] * x[:, 1])
+    return np.stack([x[:, 1] * c, x[:, 0] * c, 2.0 * x[:, 2]], axis=1)[:, None, :]
+
+
+def vector_field(x):
+    # f(x) = (x0 x1, x0 sin(x2), exp(x1) + x2^3)
+    x0, x1, x2 = x[:, 0], x[:, 1], x[:, 2]
+    return tf.stack([x0 * x1, x0 * tf.sin(x2), tf.exp(x1) + x2 ** 3], axis=1)
+
+
+def vector_field_jacobian(x):
+    x0, x1, x2 = x[:, 0], x[:, 1], x[:, 2]
+    zero = np.zeros_like(x0)
+    return np.stack([
+        np.stack([x1, x0, zero], axis=1),
+        np.stack([np.sin(x2), zero, x0 * np.cos(x2)], axis=1),
+        np.stack([zero, np.exp(x1), 3.0 * x2 ** 2], axis=1),
+    ], axis=1)
+
+
+@pytest.mark.parametrize(
+    "fn, analytic, m",
+    [(scalar_field, scalar_field_jacobian, 1), (vector_field, vector_field_jacobian, 3)],
+    ids=["m1", "m3"],
+)
+def test_analytic_jacobian(fn, analytic, m):
+    x = random_points(40, 3)
+    y, jac = value_and_jacobian(fn, tf.constant(x))
+    assert y.shape == (40, m) and jac.shape == (40, m, 3)
+    assert jac.dtype == tf.float64
+    np.testing.assert_allclose(y.numpy(), fn(tf.constant(x)).numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(jac.numpy(), analytic(x), rtol=1e-5, atol=1e-5)
+
+
+def test_analytic_jacobian_float32_input():
+    x = random_points(10, 3).astype("float32")
+    y, jac = value_and_jacobian(vector_field, x)  # a NumPy array is accepted
+    assert jac.dtype == tf.float32
+    np.testing.assert_allclose(jac.numpy(), vector_field_jacobian(x.astype("float64")),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_docstring_example():
+    _, jac = value_and_jacobian(lambda v: v[:, :1] * v[:, 1:], tf.constant([[1.0, 2.0]]))
+    assert jac.numpy().tolist() == [[[2.0, 1.0]]]
+
+
+def central_differences(fn, x, h):
+    n, d = x.shape
+    columns = []
+    for j in range(d):
+        step = np.zeros(d)
+        step[j] = h
+        columns.append((fn(x + step) - fn(x - step)) / (2 * h))
+    return np.stack(columns, axis=-1)  # (n, m, d)
+
+
+@pytest.mark.parametrize("d, m", [(3, 1), (4, 3), (1, 2)])
+@pytest.mark.parametrize("activation", ["silu", "tanh"])
+def test_mlp_jacobian_matches_finite_differences(float64, d, m, activation):
+    net = mlp(d, m, width=16, depth=2, activation=activation, seed=4)
+    assert all(w.dtype == "float64" for w in net.weights)
+    x = random_points(25, d, seed=1)
+    y, jac = value_and_jacobian(net, tf.constant(x))
+    assert jac.dtype == tf.float64 and jac.shape == (25, m, d)
+    expected = central_differences(lambda v: net(v).numpy(), x, h=1e-5)
+    assert np.abs(expected).max() > 1e-2  # a non-trivial Jacobian
+    np.testing.assert_allclose(y.numpy(), net(x).numpy())
+    np.testing.assert_allclose(jac.numpy(), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_mlp_jacobian_float32_matches_float64_differences():
+    net = mlp(3, 2, width=16, depth=2, activation="tanh", seed=2)
+    assert all(w.dtype == "float32" for w in net.weights)
+    x = random_points(20, 3, seed=5).astype("float32")
+    _, jac = value_and_jacobian(net, x)
+    weights = [w.astype("float64") for w in net.get_weights()]
+
+    def forward64(v):  # the same network evaluated in float64 with NumPy
+        h = v
+        for kernel, bias in zip(weights[0:-2:2], weights[1:-2:2]):
+            h = np.tanh(h @ kernel + bias)
+        return h @ weights[-2] + weights[-1]
+
+    expected = central_differences(forward64, x.astype("float64"), h=1e-6)
+    np.testing.assert_allclose(jac.numpy(), expected, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "fn, m",
+    [
+        (lambda x: (x[:, 0] ** 2 + tf.sin(x[:, 2]))[:, None], 1),
+        (lambda x: tf.stack([x[:, 0] * x[:, 2], tf.cos(x[:, 2])], axis=1), 2),
+    ],
+    ids=["m1", "m2"],
+)
+def test_ignored_input_gives_exact_zero_column(fn, m):
+    x = tf.constant(random_points(12, 3, seed=2))
+    _, jac = value_and_jacobian(fn, x)
+    assert jac is not None and jac.shape == (12, m, 3)
+    np.testing.assert_array_equal(jac.numpy()[:, :, 1], 0.0)
+    assert np.all(np.abs(jac.numpy()[:, 0, [0, 2]]) > 0.0)
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_input_independent_function_gives_zero_jacobian(m):
+    # No gradient path to x at all: the tape returns None unless the
+    # unconnected gradients are mapped to zeros.
+    x = tf.constant(random_points(5, 3, seed=3))
+    y, jac = value_and_jacobian(lambda v: tf.ones((5, m), dtype=v.dtype), x)
+    assert y.shape == (5, m)
+    assert jac.shape == (5, m, 3)
+    np.testing.assert_array_equal(jac.numpy(), 0.0)
+
+
+def test_rows_are_independent():
+    # Each row's Jacobian depends only on that row's input.
+    net = mlp(2, 2, width=8, depth=1, seed=0)
+    x = random_points(6, 2, seed=4).astype("float32")
+    _, full = value_and_jacobian(net, x)
+    _, single = value_and_jacobian(net, x[3:4])
+    np.testing.assert_allclose(full.numpy()[3:4], single.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_second_order_gradient_matches_finite_differences(float64, m):
+    net = mlp(3, m, width=6, depth=2, activation="tanh", seed=7)
+    assert all(w.dtype == "float64" for w in net.weights)
+    x = tf.constant(random_points(10, 3, seed=6))
+    kernel = net.get_layer("hidden_0").kernel
+
+    def loss():
+        _, jac = value_and_jacobian(net, x)
+        return tf.reduce_sum(jac)
+
+    with tf.GradientTape() as outer:
+        value = loss()
+    grad = outer.gradient(value, kernel)
+    assert grad is not None
+    grad = grad.numpy()
+    assert grad.shape == tuple(kernel.shape)
+    assert np.abs(grad).max() > 1e-3
+
+    h, original = 1e-6, kernel.numpy().copy()
+    expected = np.zeros_like(original)
+    try:
+        for index in np.ndindex(*original.shape):
+            shifted = original.copy()
+            shifted[index] += h
+            kernel.assign(shifted)
+            up = loss().numpy()
+            shifted[index] -= 2 * h
+            kernel.assign(shifted)
+            down = loss().numpy()
+            expected[index] = (up - down) / (2 * h)
+    finally:
+        kernel.assign(original)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_second_order_gradient_inside_tf_function():
+    net = mlp(2, 2, width=8, depth=1, activation="tanh", seed=1)
+    x = tf.constant(random_points(4, 2, seed=8).astype("float32"))
+
+    @tf.function
+    def grads():
+        with tf.GradientTape() as outer:
+            _, jac = value_and_jacobian(net, x)
+            loss = tf.reduce_sum(jac ** 2)
+        return outer.gradient(loss, net.trainable_variables)
+
+    compiled = grads()
+    with tf.GradientTape() as outer:
+        _, jac = value_and_jacobian(net, x)
+        loss = tf.reduce_sum(jac ** 2)
+    eager = outer.gradient(loss, net.trainable_variables)
+    assert len(compiled) == len(net.trainable_variables)
+    # The Jacobian does not depend on the output bias; every other weight
+    # gets a gradient.
+    output_bias = net.get_layer("output").bias
+    for variable, a, b in zip(net.trainable_variables, compiled, eager):
+        if variable is output_bias:
+            assert a is None and b is None
+            continue
+        assert a is not None and np.abs(a.numpy()).max() > 0
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,451 @@
+"""Tests of the GradINN model: exact losses, Jacobians, training and saving."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_gradinn as kg
+
+BOUNDS_2D = [(-2.0, 4.0), (10.0, 11.0)]
+
+
+@keras.saving.register_keras_serializable(package="keras_gradinn_tests")
+class Analytic(keras.layers.Layer):
+    """f(z) = a * [sin(z0) z1, z0^2 + 3 z1, exp(z0 / 2)][:m] with one weight a."""
+
+    def __init__(self, outputs=1, **kwargs):
+        super().__init__(**kwargs)
+        self.outputs = outputs
+        self.a = self.add_weight(name="a", shape=(), initializer=keras.initializers.Constant(1.5))
+
+    def call(self, z):
+        z0, z1 = z[:, 0], z[:, 1]
+        columns = [tf.sin(z0) * z1, z0**2 + 3.0 * z1, tf.exp(z0 / 2.0)]
+        return self.a * tf.stack(columns[: self.outputs], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "outputs": self.outputs}
+
+
+def analytic_jacobian_user_units(x, m, mean, std):
+    """dy/dx for y = mean + std * f((x - c) / h) with f from `Analytic`."""
+    bounds = np.array(BOUNDS_2D)
+    c, h = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
+    z = (x - c) / h
+    z0, z1 = z[:, 0], z[:, 1]
+    dz = np.stack(
+        [
+            np.stack([np.cos(z0) * z1, np.sin(z0)], axis=1),
+            np.stack([2 * z0, np.full_like(z0, 3.0)], axis=1),
+            np.stack([0.5 * np.exp(z0 / 2), np.zeros_like(z0)], axis=1),
+        ],
+        axis=1,
+    )[:, :m]
+    return 1.5 * std[None, :, None] * dz / h[None, None, :]
+
+
+def analytic_model(m, **kwargs):
+    inputs = keras.Input(shape=(2,))
+    network = keras.Model(inputs, Analytic(m)(inputs))
+    return kg.GradINN(network, "constant", bounds=BOUNDS_2D, **kwargs)
+
+
+def points_2d(n, seed=0):
+    return kg.sampling.sample(n, BOUNDS_2D, method="uniform", seed=seed)
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_jacobian_matches_analytic_and_finite_differences_in_user_units(m):
+    model = analytic_model(m)
+    rng = np.random.default_rng(0)
+    model.adapt(rng.normal(5.0, 3.0, size=(50, m)) * np.arange(1, m + 1))
+    mean = keras.ops.convert_to_numpy(model.output_mean).astype(np.float64)
+    std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
+    x = points_2d(7)
+
+    jacobian = model.predict_gradient(x)
+
+    assert jacobian.shape == (7, m, 2)
+    expected = analytic_jacobian_user_units(x, m, mean, std)
+    np.testing.assert_allclose(jacobian, expected, rtol=1e-5, atol=1e-5)
+    step = 1e-2 * np.array([6.0, 1.0])
+    for j in range(2):
+        e = np.zeros(2)
+        e[j] = step[j]
+        difference = (model.predict(x + e, verbose=0) - model.predict(x - e, verbose=0)) / (
+            2 * step[j]
+        )
+        np.testing.assert_allclose(jacobian[:, :, j], difference, rtol=2e-3, atol=2e-3)
+
+
+def test_predictions_are_in_user_units():
+    model = analytic_model(1)
+    model.adapt(np.array([[1.0], [3.0]]))
+    x = points_2d(5)
+    bounds = np.array(BOUNDS_2D)
+    z = (x - bounds.mean(axis=1)) / ((bounds[:, 1] - bounds[:, 0]) / 2)
+    expected = 2.0 + 1.0 * 1.5 * np.sin(z[:, 0]) * z[:, 1]
+    np.testing.assert_allclose(model.predict(x, verbose=0)[:, 0], expected, rtol=1e-5)
+
+
+def mlp_model(m=1, gradient_weight=0.1, **kwargs):
+    network = kg.mlp(2, m, width=16, depth=2, seed=3)
+    prior = kg.priors.smooth(2, m, width=8, initial_scale=0.5, seed=4)
+    kwargs.setdefault("sampler", points_2d(40, seed=9))
+    kwargs.setdefault("n_collocation", 40)
+    return kg.GradINN(network, prior, bounds=BOUNDS_2D, gradient_weight=gradient_weight, **kwargs)
+
+
+def independent_losses(model, x, y, points, sample_weight=None):
+    """Data and gradient terms recomputed from the weights with a separate tape."""
+    bounds = np.array(BOUNDS_2D)
+    c, h = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
+    mean = keras.ops.convert_to_numpy(model.output_mean).astype(np.float64)
+    std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
+    z = tf.constant((x - c) / h, tf.float32)
+    t = (y - mean) / std
+    residual = model.network(z).numpy().astype(np.float64) - t
+    weights = np.ones(len(x)) if sample_weight is None else sample_weight
+    data = np.mean(weights * np.mean(residual**2, axis=1))
+    zc = tf.constant((points - c) / h, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(zc)
+        out = model.network(zc)
+    jac = tape.batch_jacobian(out, zc).numpy().astype(np.float64)
+    field = model.prior(zc).numpy().astype(np.float64).reshape(jac.shape)
+    gradient = np.mean(np.sum((jac - field) ** 2, axis=(1, 2)))
+    return data, gradient, data + model.gradient_weight * gradient
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_reported_losses_equal_an_independent_computation(m):
+    points = points_2d(40, seed=9)
+    model = mlp_model(m, sampler=points, n_collocation=40)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    x = points_2d(32, seed=1)
+    y = np.random.default_rng(2).normal(size=(32, m)) * 4 + 7
+    weights = np.random.default_rng(3).uniform(0.2, 2.0, size=32)
+    model.adapt(y)
+
+    data, gradient, total = independent_losses(model, x, y, points)
+    result = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert result["data_loss"] == pytest.approx(data, abs=1e-6)
+    assert result["gradient_loss"] == pytest.approx(gradient, abs=1e-6)
+    assert result["loss"] == pytest.approx(total, abs=1e-6)
+    assert gradient > 1e-3  # the term is really there
+
+    # The training step reports the losses of the weights it starts from.
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    assert history.history["loss"][0] == pytest.approx(total, abs=1e-6)
+
+    weighted, _, _ = independent_losses(model, x, y, points, sample_weight=weights)
+    result = model.evaluate(
+        x, y, sample_weight=weights, batch_size=32, verbose=0, return_dict=True
+    )
+    assert result["data_loss"] == pytest.approx(weighted, abs=1e-6)
+    assert abs(weighted - data) > 1e-4
+
+
+def test_zero_gradient_weight_trains_exactly_like_a_plain_keras_loop():
+    x = points_2d(48, seed=1)
+    y = np.sin(x[:, :1]) * 3 + x[:, 1:] ** 2
+    calls = []
+
+    def sampler(n, rng):
+        calls.append(n)
+        return kg.sampling.sample(n, BOUNDS_2D, seed=rng)
+
+    model = mlp_model(gradient_weight=0.0, sampler=sampler, n_collocation=16)
+    network = kg.mlp(2, 1, width=16, depth=2, seed=3)
+    network.set_weights(model.network.get_weights())
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    calls.clear()
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False)
+
+    bounds = np.array(BOUNDS_2D)
+    z = ((x - bounds.mean(axis=1)) / ((bounds[:, 1] - bounds[:, 0]) / 2)).astype("float32")
+    t = ((y - y.mean(axis=0)) / y.std(axis=0)).astype("float32")
+    optimizer = keras.optimizers.Adam(1e-2)
+    for _ in range(3):
+        for i in range(0, 48, 16):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(network(z[i : i + 16]) - t[i : i + 16]))
+            grads = tape.gradient(loss, network.trainable_variables)
+            optimizer.apply_gradients(zip(grads, network.trainable_variables))
+
+    for ours, plain in zip(model.network.get_weights(), network.get_weights()):
+        np.testing.assert_allclose(ours, plain, atol=1e-5)
+    assert calls == []  # no collocation points were drawn: the nested tape was skipped
+    assert history.history["gradient_loss"] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_prior_trainability(trainable):
+    model = mlp_model(prior_trainable=trainable)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = [w.copy() for w in model.prior.get_weights()]
+    x = points_2d(32)
+    model.fit(x, x[:, 0] * x[:, 1], epochs=3, batch_size=8, verbose=0)
+    changed = [not np.array_equal(a, b) for a, b in zip(before, model.prior.get_weights())]
+    assert all(changed) if trainable else not any(changed)
+
+
+def in_domain(points, contains=None):
+    bounds = np.array(BOUNDS_2D)
+    c, h = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
+    x = points * h + c
+    inside = np.all((x >= bounds[:, 0] - 1e-6) & (x <= bounds[:, 1] + 1e-6), axis=1)
+    return inside & (contains(x) if contains else True)
+
+
+def outside_circle(x):
+    return (x[:, 0] - 1.0) ** 2 + (x[:, 1] - 10.5) ** 2 * 36 > 4.0
+
+
+@pytest.mark.parametrize(
+    "sampler, contains",
+    [
+        ("uniform", None),
+        ("sobol", None),
+        ("halton", None),
+        ("lhs", None),
+        ("sobol", outside_circle),
+        (points_2d(500, seed=5), None),
+        (lambda n, rng: kg.sampling.sample(n, BOUNDS_2D, method="uniform", seed=rng), None),
+    ],
+    ids=["uniform", "sobol", "halton", "lhs", "contains", "array", "callable"],
+)
+def test_collocation_points_lie_in_the_domain_and_are_reproducible(sampler, contains):
+    model = mlp_model(sampler=sampler, contains=contains, n_collocation=128, seed=11)
+    first = model.collocation_points(tf.constant(0)).numpy()
+    again = model.collocation_points(tf.constant(0)).numpy()
+    later = model.collocation_points(tf.constant(1)).numpy()
+    assert first.shape == (128, 2)
+    assert in_domain(first, contains).all() and in_domain(later, contains).all()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, later)
+    twin = mlp_model(sampler=sampler, contains=contains, n_collocation=128, seed=11)
+    np.testing.assert_array_equal(twin.collocation_points(tf.constant(0)).numpy(), first)
+
+
+def test_quasi_random_collocation_is_better_spread_than_uniform():
+    from scipy.stats import qmc
+
+    def discrepancy(sampler):
+        model = mlp_model(sampler=sampler, n_collocation=256, seed=2)
+        return np.mean(
+            [
+                qmc.discrepancy((model.collocation_points(tf.constant(s)).numpy() + 1) / 2)
+                for s in range(5)
+            ]
+        )
+
+    uniform = discrepancy("uniform")
+    for method in ("sobol", "halton", "lhs"):
+        assert discrepancy(method) < uniform
+
+
+def test_smooth_prior_beats_no_gradient_term_on_few_noisy_points():
+    def truth(x):
+        return np.sin(3.0 * x) + 0.5 * x
+
+    rng = np.random.default_rng(0)
+    x = np.sort(rng.uniform(-1, 1, size=(8, 1)), axis=0)
+    y = truth(x) + rng.normal(0.0, 0.15, size=x.shape)
+    x_test = np.linspace(-1, 1, 401)[:, None]
+
+    def test_rmse(weight):
+        keras.utils.set_random_seed(7)
+        model = kg.GradINN(
+            kg.mlp(1, 1, width=32, depth=2, activation="tanh", seed=7),
+            kg.priors.smooth(1, 1, width=8, seed=8),
+            bounds=[(-1.0, 1.0)],
+            n_collocation=128,
+            gradient_weight=weight,
+            seed=7,
+        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        model.fit(x, y, epochs=600, batch_size=8, verbose=0)
+        return float(np.sqrt(np.mean((model.predict(x_test, verbose=0) - truth(x_test)) ** 2)))
+
+    plain, gradinn = test_rmse(0.0), test_rmse(0.1)
+    assert gradinn < plain, (gradinn, plain)
+
+
+def test_keras_file_round_trip_keeps_predictions_and_training(tmp_path):
+    x = points_2d(64, seed=1)
+    y = np.stack([np.sin(x[:, 0]), x[:, 1] ** 2], axis=1)
+    model = mlp_model(m=2, sampler="sobol", n_collocation=32, seed=5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["mae"])
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+    path = tmp_path / "surrogate.keras"
+    model.save(path)
+
+    loaded = keras.models.load_model(path, safe_mode=True)
+
+    assert isinstance(loaded, kg.GradINN)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(loaded.predict_gradient(x), model.predict_gradient(x))
+    for fitted in (model, loaded):
+        fitted.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    # Training really moved the weights, so the comparison above means something.
+    assert not np.allclose(model.network.get_weights()[0], mlp_model(m=2).network.get_weights()[0])
+
+
+def test_config_json_round_trip():
+    model = mlp_model(m=1, sampler="halton", n_collocation=64, gradient_weight=0.3, seed=9,
+                      prior_trainable=False)
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+
+    clone = keras.saving.deserialize_keras_object(config)
+    clone.set_weights(model.get_weights())
+
+    assert (clone.gradient_weight, clone.n_collocation, clone.seed) == (0.3, 64, 9)
+    assert clone.prior.trainable is False
+    np.testing.assert_array_equal(clone.bounds, model.bounds)
+    np.testing.assert_array_equal(
+        clone.collocation_points(tf.constant(3)).numpy(),
+        model.collocation_points(tf.constant(3)).numpy(),
+    )
+    x = points_2d(10)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_callable_sampler_is_not_saved_and_must_be_set_again(tmp_path):
+    model = mlp_model(sampler=lambda n, rng: kg.sampling.sample(n, BOUNDS_2D, seed=rng))
+    model.compile(optimizer="adam")
+    x = points_2d(16)
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match="not saved"):
+        model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="set_sampler"):
+        loaded.fit(x, x[:, :1], epochs=1, verbose=0)
+    loaded.set_sampler("uniform")
+    loaded.fit(x, x[:, :1], epochs=1, verbose=0)
+
+
+def test_prior_field_may_have_shape_m_by_d():
+    inputs = keras.Input(shape=(2,))
+    field = keras.layers.Reshape((3, 2))(keras.layers.Dense(6)(inputs))
+    model = kg.GradINN(kg.mlp(2, 3, width=8, depth=1), keras.Model(inputs, field),
+                       bounds=BOUNDS_2D, n_collocation=16)
+    model.compile(optimizer="adam")
+    x = points_2d(16)
+    history = model.fit(x, np.tile(x[:, :1], 3), epochs=1, verbose=0)
+    assert np.isfinite(history.history["gradient_loss"][0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bounds": [(0.0, 1.0, 2.0)]}, "shape \\(d, 2\\)"),
+        ({"bounds": [(1.0, 1.0), (0.0, 1.0)]}, "low < high"),
+        ({"bounds": [(0.0, 1.0)] * 3}, "network must accept inputs of shape \\(n, 3\\)"),
+        ({"prior": kg.priors.smooth(2, 2)}, "m\\*d = 2 values"),
+        ({"n_collocation": 0}, "n_collocation must be an integer >= 1"),
+        ({"gradient_weight": -1.0}, "gradient_weight must be finite and >= 0"),
+        ({"sampler": "grid"}, "sampler must be one of"),
+        ({"sampler": np.full((4, 2), 50.0)}, "must lie inside the domain"),
+        ({"sampler": lambda n, rng: np.zeros((n, 3))}, "sampler output must have shape"),
+        ({"sampler": "sobol", "contains": lambda x: np.zeros(len(x), bool)}, "accepted only"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_construction_errors_name_the_problem(kwargs, message):
+    arguments = {"bounds": BOUNDS_2D, "prior": "smooth", "n_collocation": 8, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        kg.GradINN(kg.mlp(2, 1, width=4, depth=1), **arguments)
+
+
+@pytest.mark.parametrize(
+    "x, y, message",
+    [
+        (np.zeros((5, 3)), np.zeros((5, 1)), "x must have shape \\(n, 2\\)"),
+        (np.full((5, 2), [0.0, 10.5]), np.array([[1.0]] * 4 + [[np.nan]]), "y contains NaN"),
+        (np.full((5, 2), [0.0, 10.5]), np.array([[1.0]] * 4 + [[np.inf]]), "y contains NaN"),
+        (np.full((5, 2), [0.0, 10.5]), np.zeros((5, 2)), "y must have shape \\(5, 1\\)"),
+        (np.full((5, 2), [9.0, 10.5]), np.zeros((5, 1)), "outside the bounds"),
+        (np.zeros((0, 2)), np.zeros((0, 1)), "x is empty"),
+    ],
+)
+def test_fit_rejects_bad_data_clearly(x, y, message):
+    model = mlp_model()
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, epochs=1, verbose=0)
+    assert not model.adapted
+
+
+def test_predict_warns_about_points_outside_the_bounds():
+    model = mlp_model()
+    with pytest.warns(UserWarning, match="1 row\\(s\\) outside the bounds"):
+        model.predict(np.array([[0.0, 10.5], [100.0, 10.5]]), verbose=0)
+
+
+def test_fit_on_dataset_adapts_in_a_streaming_pass():
+    x = points_2d(100)
+    y = 50.0 + 5.0 * x[:, :1]
+    model = mlp_model()
+    model.compile(optimizer="adam")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(7)
+    model.fit(dataset, epochs=1, verbose=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.output_mean), y.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.output_std), y.std(0), rtol=1e-4)
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import sys, numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras_gradinn as kg
+
+    def run(strategy):
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        x = rng.uniform(0, 1, (64, 2)); y = np.sin(3 * x[:, :1]) + x[:, 1:]
+        with strategy.scope():
+            model = kg.GradINN(kg.mlp(2, 1, width=16, depth=2, seed=1),
+                               kg.priors.smooth(2, 1, width=8, seed=2),
+                               bounds=[(0, 1), (0, 1)], sampler=rng.uniform(0, 1, (64, 2)),
+                               n_collocation=64, gradient_weight=0.5, seed=3)
+            model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        history = model.fit(x, y, epochs=5, batch_size=32, shuffle=False, verbose=0)
+        return model.predict(x, verbose=0), history.history
+
+    print(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).num_replicas_in_sync)
+    single, h1 = run(tf.distribute.get_strategy())
+    mirrored, h2 = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    print("maxdiff", float(np.abs(single - mirrored).max()))
+    print("loss", h1["loss"][-1], h2["loss"][-1])
+    print("gradient_loss", h1["gradient_loss"][-1], h2["gradient_loss"][-1])
+    """
+)
+
+
+def test_mirrored_strategy_on_two_cpu_devices_matches_single_device():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines()[1:])
+    assert result.stdout.splitlines()[0] == "2"
+    assert float(lines["maxdiff"]) < 1e-4
+    for key in ("loss", "gradient_loss"):
+        single, mirrored = map(float, lines[key].split())
+        assert mirrored == pytest.approx(single, rel=1e-4)
