@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/friedman.py
+	$(BIN)/keras-gradinn demo
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

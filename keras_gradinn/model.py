@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras_gradinn import priors as priors_lib
 from keras_gradinn import sampling
 from keras_gradinn.jacobian import value_and_jacobian
+from keras_gradinn.networks import positive_int
 
 __all__ = ["GradINN"]
 
@@ -129,9 +130,9 @@ class GradINN(keras.Model):
         super().__init__(**kwargs)
         self.bounds = sampling.as_bounds(bounds)
         d = len(self.bounds)
-        if int(n_collocation) != n_collocation or n_collocation < 1:
-            raise ValueError(f"n_collocation must be an integer >= 1; got {n_collocation!r}")
-        if not (math.isfinite(float(gradient_weight)) and gradient_weight >= 0):
+        n_collocation = positive_int(n_collocation, "n_collocation")
+        if not (isinstance(gradient_weight, (int, float, np.number))
+                and math.isfinite(gradient_weight) and gradient_weight >= 0):
             raise ValueError(f"gradient_weight must be finite and >= 0; got {gradient_weight!r}")
         if seed is None:
             seed = int(keras.random.randint((), 0, 2**31 - 1))
@@ -259,8 +260,10 @@ class GradINN(keras.Model):
             )
         return array
 
-    def _check_xy(self, x: Any, y: Any, label: str) -> tuple[np.ndarray, np.ndarray | None]:
-        x = self._check_points(x, f"{label}x", strict=True)
+    def _check_xy(
+        self, x: Any, y: Any, label: str, *, strict: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        x = self._check_points(x, f"{label}x", strict=strict)
         if y is None:
             return x, None
         return x, self._check_targets(y, len(x), f"{label}y")
@@ -568,6 +571,9 @@ class GradINN(keras.Model):
             x, y = self._check_xy(x, y, "")
             if y is None:
                 raise ValueError("fit needs targets y for array inputs")
+        if isinstance(x, tf.data.Dataset):
+            # Keras warns that `shuffle` is ignored for datasets; say so once here instead.
+            kwargs.setdefault("shuffle", False)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and _is_array_like(validation[0]):
             checked = self._check_xy(validation[0], validation[1], "validation_data ")
@@ -586,9 +592,9 @@ class GradINN(keras.Model):
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.evaluate`, after checking array data."""
+        """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn)."""
         if _is_array_like(x):
-            x, y = self._check_xy(x, y, "")
+            x, y = self._check_xy(x, y, "", strict=False)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -608,6 +614,7 @@ class GradINN(keras.Model):
             A float32 array `J` of shape (n, m, d) with
             `J[b, i, j] = d y_i / d x_j` at `x[b]`.
         """
+        batch_size = positive_int(batch_size, "batch_size")
         x = self._check_points(x, "x", strict=False).astype(self.compute_dtype)
         if self._jacobian_function is None:
             spec = tf.TensorSpec((None, self.input_dim), self.compute_dtype)
@@ -616,7 +623,7 @@ class GradINN(keras.Model):
             )
         parts = [
             self._jacobian_function(x[i : i + batch_size]).numpy()
-            for i in range(0, len(x), int(batch_size))
+            for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(parts, axis=0)
 
