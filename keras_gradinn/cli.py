@@ -11,6 +11,7 @@ __all__ = ["main"]
 EXAMPLES = """examples:
   keras-gradinn demo                 # GradINN vs a plain network, about a minute
   keras-gradinn demo --steps 500     # a quick check
+  keras-gradinn demo --noise 0.05    # noisy measurements
 """
 
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=int, default=200, help="training points (default 200)")
     demo.add_argument("--steps", type=int, default=10_000, help="full-batch steps (default 10000)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data and training (default 0)")
+    demo.add_argument("--noise", type=float, default=0.0,
+                      help="training noise, as a fraction of the targets' std (default 0)")
     return parser
 
 
@@ -46,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.n < 2 or args.steps < 1:
-        print("keras-gradinn: error: --n must be >= 2 and --steps >= 1", file=sys.stderr)
+    if args.n < 2 or args.steps < 1 or not 0 <= args.noise < 10:
+        print("keras-gradinn: error: need --n >= 2, --steps >= 1 and 0 <= --noise < 10",
+              file=sys.stderr)
         return 2
     from keras_gradinn import demo
 
-    demo.run(n=args.n, steps=args.steps, seed=args.seed)
+    demo.run(n=args.n, steps=args.steps, seed=args.seed, noise=args.noise)
     return 0
 
 

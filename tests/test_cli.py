@@ -51,7 +51,9 @@ def test_console_script_demo_prints_both_rmses():
     assert [line.split(":")[0].strip() for line in lines] == ["GradINN", "plain network"]
 
 
-@pytest.mark.parametrize("args", [["demo", "--steps", "0"], ["demo", "--n", "1"], ["frobnicate"]])
+@pytest.mark.parametrize(
+    "args", [["demo", "--steps", "0"], ["demo", "--n", "1"], ["demo", "--noise", "-1"], ["frobnicate"]]
+)
 def test_console_script_rejects_bad_arguments_with_one_line(args):
     result = run(str(SCRIPT), *args)
     assert result.returncode == 2
