@@ -5,11 +5,19 @@ Jacobian follows a prior belief (smooth, oscillating, near-linear) over the
 whole domain. See `GradINN`.
 """
 
-from keras_gradinn import priors, sampling
+from keras_gradinn import export, priors, sampling
 from keras_gradinn.jacobian import value_and_jacobian
 from keras_gradinn.model import GradINN
 from keras_gradinn.networks import mlp
 
 __version__ = "0.1.0"
 
-__all__ = ["GradINN", "__version__", "mlp", "priors", "sampling", "value_and_jacobian"]
+__all__ = [
+    "GradINN",
+    "__version__",
+    "export",
+    "mlp",
+    "priors",
+    "sampling",
+    "value_and_jacobian",
+]

@@ -1,12 +1,153 @@
-"""Input Jacobians of Keras models, for training graphs and prediction."""
+"""Input Jacobians of Keras models, for training graphs, prediction and export.
+
+Two ways to the same Jacobian:
+
+- `value_and_jacobian`: reverse-mode automatic differentiation with a
+  `tf.GradientTape`, one pass per output. Works for any network; used in
+  training (nested in the step's tape) and by `GradINN.predict_gradient`.
+- `dense_value_and_jacobian`: an explicit forward-mode chain rule through a
+  chain of `keras.layers.Dense` layers, built from plain matrix products and
+  closed-form activation derivatives. It contains no gradient ops, so graph
+  converters that cannot handle them (tf2onnx) can export it.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
+import keras
 import tensorflow as tf
 
-__all__ = ["value_and_jacobian"]
+__all__ = ["ACTIVATIONS", "dense_layers", "dense_value_and_jacobian", "value_and_jacobian"]
+
+
+def _linear(p):
+    return p, tf.ones_like(p)
+
+
+def _tanh(p):
+    t = tf.tanh(p)
+    return t, 1.0 - t * t
+
+
+def _sigmoid(p):
+    s = tf.sigmoid(p)
+    return s, s * (1.0 - s)
+
+
+def _silu(p):
+    s = tf.sigmoid(p)
+    return p * s, s * (1.0 + p * (1.0 - s))
+
+
+def _softplus(p):
+    return tf.math.softplus(p), tf.sigmoid(p)
+
+
+def _relu(p):
+    return tf.nn.relu(p), tf.cast(p > 0, p.dtype)
+
+
+def _elu(p):
+    negative = tf.exp(tf.minimum(p, 0.0))
+    return tf.where(p > 0, p, negative - 1.0), tf.where(p > 0, tf.ones_like(p), negative)
+
+
+def _gelu(p):
+    # The exact (erf) form, as `keras.activations.gelu` computes by default;
+    # written with Erf because converters lack the Erfc that TF's own uses.
+    cdf = 0.5 * (1.0 + tf.math.erf(p / math.sqrt(2.0)))
+    return p * cdf, cdf + p * tf.exp(-0.5 * p * p) / math.sqrt(2.0 * math.pi)
+
+
+#: Activations with a closed-form derivative, by their Keras names: each maps
+#: pre-activations `p` to `(activation(p), activation'(p))`.
+ACTIVATIONS: dict[str, Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]] = {
+    "linear": _linear,
+    "tanh": _tanh,
+    "sigmoid": _sigmoid,
+    "silu": _silu,
+    "softplus": _softplus,
+    "relu": _relu,
+    "elu": _elu,
+    "gelu": _gelu,
+}
+
+
+def dense_layers(network: keras.Model) -> list[keras.layers.Dense]:
+    """The Dense layers of `network`, if it is a plain chain of them.
+
+    Args:
+        network: a functional or sequential Keras model, such as `mlp` builds.
+
+    Returns:
+        The `keras.layers.Dense` layers in order.
+
+    Raises:
+        ValueError: naming the first layer or activation that is not a
+            Dense layer with one of `ACTIVATIONS`, or a graph that is not a
+            simple chain.
+    """
+    layers = [layer for layer in network.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if not layers:
+        raise ValueError(f"network {network.name!r} has no layers")
+    previous = None
+    for layer in layers:
+        if type(layer) is not keras.layers.Dense:
+            raise ValueError(
+                f"layer {layer.name!r} of type {type(layer).__name__} is not supported; "
+                f"the explicit Jacobian needs a chain of keras.layers.Dense layers"
+            )
+        name = keras.activations.serialize(layer.activation)
+        if not isinstance(name, str) or name not in ACTIVATIONS:
+            raise ValueError(
+                f"layer {layer.name!r} has activation {name!r}; supported activations "
+                f"are {sorted(ACTIVATIONS)}"
+            )
+        if previous is not None and layer.input is not previous.output:
+            raise ValueError(
+                f"layer {layer.name!r} does not take its input from {previous.name!r}; "
+                f"the explicit Jacobian needs a simple chain of Dense layers"
+            )
+        previous = layer
+    return layers
+
+
+def dense_value_and_jacobian(network: keras.Model, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Evaluates a chain of Dense layers and its input Jacobian in forward mode.
+
+    With `T_l[b, j, :] = d h_l[b] / d z[b, j]`, each layer
+    `h_l = a(h_{l-1} W + c)` gives `T_l = a'(h_{l-1} W + c) * (T_{l-1} W)`,
+    starting from `T_1 = a'(z W + c) * W`. The cost is about `d` forward
+    passes and the graph has no gradient ops.
+
+    Args:
+        network: a model accepted by `dense_layers`.
+        z: inputs of shape (n, d).
+
+    Returns:
+        `(y, jacobian)` with shapes (n, m) and (n, m, d), as
+        `value_and_jacobian` returns them.
+    """
+    z = tf.convert_to_tensor(z)
+    d = z.shape[-1]
+    h, tangent = z, None
+    for layer in dense_layers(network):
+        kernel = tf.cast(layer.kernel, z.dtype)
+        units = kernel.shape[-1]
+        pre = tf.matmul(h, kernel)
+        if layer.use_bias:
+            pre = pre + tf.cast(layer.bias, z.dtype)
+        h, slope = ACTIVATIONS[keras.activations.serialize(layer.activation)](pre)
+        if tangent is None:
+            tangent = kernel[None, :, :]
+        else:
+            # (n, d, k) @ (k, units) as a 2-D product, which every converter knows.
+            flat = tf.reshape(tangent, [-1, tangent.shape[-1]])
+            tangent = tf.reshape(tf.matmul(flat, kernel), [-1, d, units])
+        tangent = slope[:, None, :] * tangent
+    return h, tf.transpose(tangent, [0, 2, 1])
 
 
 def value_and_jacobian(

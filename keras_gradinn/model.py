@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_gradinn import priors as priors_lib
 from keras_gradinn import sampling
-from keras_gradinn.jacobian import value_and_jacobian
+from keras_gradinn.jacobian import dense_value_and_jacobian, value_and_jacobian
 from keras_gradinn.networks import positive_int
 
 __all__ = ["GradINN"]
@@ -397,10 +397,26 @@ class GradINN(keras.Model):
         z = (inputs - self.input_offset) / self.input_scale
         return self.output_mean + self.output_std * self.network(z, training=training)
 
-    def value_and_jacobian(self, x) -> tuple[tf.Tensor, tf.Tensor]:
-        """Prediction (n, m) and Jacobian dy/dx (n, m, d) in user units."""
+    def value_and_jacobian(self, x, *, method: str = "reverse") -> tuple[tf.Tensor, tf.Tensor]:
+        """Prediction (n, m) and Jacobian dy/dx (n, m, d) in user units.
+
+        Args:
+            x: inputs of shape (n, d).
+            method: `"reverse"` (a gradient tape; any network) or `"forward"`
+                (an explicit chain rule without gradient ops; networks of
+                Dense layers, see `keras_gradinn.jacobian.dense_layers`).
+        """
         x = tf.cast(tf.convert_to_tensor(x), self.compute_dtype)
-        return value_and_jacobian(lambda v: self(v, training=False), x)
+        if method == "reverse":
+            return value_and_jacobian(lambda v: self(v, training=False), x)
+        if method != "forward":
+            raise ValueError(f"method must be 'reverse' or 'forward'; got {method!r}")
+        t, jacobian = dense_value_and_jacobian(
+            self.network, (x - self.input_offset) / self.input_scale
+        )
+        y = self.output_mean + self.output_std * t
+        scale = self.output_std[:, None] / self.input_scale[None, :]
+        return y, jacobian * scale
 
     def gradient_loss(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Mean over points of ||J f(z) - h(z)||_F^2 at normalised points `z`."""
