@@ -3,6 +3,11 @@
 Fit a surrogate of a physical system to a few data points while its input
 Jacobian follows a prior belief (smooth, oscillating, near-linear) over the
 whole domain. See `GradINN`.
+
+Importing the package registers its Keras objects, so
+`keras.models.load_model` can read saved `GradINN` files afterwards.
+Optional converters (tf2onnx, onnx, onnxruntime) and matplotlib load only
+when an export or a plot is made.
 """
 
 from keras_gradinn import export, priors, sampling

@@ -45,7 +45,7 @@ def _train(x, y, *, gradient_weight: float, steps: int, seed: int):
 
 def run(
     *, n: int = 200, steps: int = 10_000, seed: int = 0, noise: float = 0.0,
-    gradient_weight: float = 1e-2, verbose: bool = True,
+    gradient_weight: float = 1e-2, out: str | None = None, verbose: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Trains GradINN and the same network without the gradient term.
 
@@ -54,6 +54,10 @@ def run(
     Gaussian noise of `noise` times their standard deviation; test RMSE is
     measured against the clean function on 10,000 uniform points drawn with a
     seed no training run uses.
+
+    With `out`, also writes `out/test_predictions.png` (both models against
+    the exact function) and `out/friedman.onnx` (the GradINN surrogate with
+    its Jacobian, verified against Keras).
 
     Returns:
         `{"GradINN": {...}, "plain network": {...}}`, each with `rmse` and
@@ -67,10 +71,11 @@ def run(
     if verbose:
         print(f"Friedman function, {n} training points, noise {noise:g}, "
               f"{steps} full-batch steps, seed {seed}")
-    results = {}
+    results, models = {}, {}
     for name, weight in (("GradINN", gradient_weight), ("plain network", 0.0)):
         start = time.perf_counter()
         model = _train(x, y, gradient_weight=weight, steps=steps, seed=seed)
+        models[name] = model
         error = model.predict(x_test, verbose=0) - friedman(x_test)
         results[name] = {
             "rmse": float(np.sqrt(np.mean(error**2))),
@@ -79,4 +84,17 @@ def run(
         if verbose:
             print(f"{name:>14}: test RMSE {results[name]['rmse']:.4f}"
                   f"  ({results[name]['seconds']:.0f} s)")
+    if out is not None:
+        import pathlib
+
+        from keras_gradinn import export, plots
+
+        folder = pathlib.Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        truth = friedman(x_test)
+        plots.comparison(folder / "test_predictions.png", truth,
+                         {name: model.predict(x_test, verbose=0) for name, model in models.items()})
+        export.to_onnx(models["GradINN"], folder / "friedman.onnx", with_gradient=True)
+        if verbose:
+            print(f"wrote {folder / 'test_predictions.png'} and {folder / 'friedman.onnx'}")
     return results

@@ -97,6 +97,8 @@ def metadata(model: GradINN, *, with_gradient: bool, opset: int | None = None) -
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "inputs": {"x": {"shape": [None, d], "dtype": "float32", "units": "user"}},
+        "input_labels": list(model.input_labels),
+        "output_labels": list(model.output_labels),
         "outputs": {name: {"shape": shape, "dtype": "float32"} for name, shape in outputs.items()},
         "jacobian_layout": _JACOBIAN_LAYOUT if with_gradient else None,
         "bounds": model.bounds.tolist(),

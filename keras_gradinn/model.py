@@ -100,6 +100,9 @@ class GradINN(keras.Model):
         prior_trainable: whether the prior is trained with the network.
         seed: seed of the collocation draws (None: drawn from Keras' global
             seed, so `keras.utils.set_random_seed` makes runs repeatable).
+        input_labels: names of the d inputs (default `x0, x1, ...`), saved
+            with the model and used by the command line and exports.
+        output_labels: names of the m outputs (default `y0, y1, ...`).
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -125,6 +128,8 @@ class GradINN(keras.Model):
         gradient_weight: float = 1e-2,
         prior_trainable: bool = True,
         seed: int | None = None,
+        input_labels: Sequence[str] | None = None,
+        output_labels: Sequence[str] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -148,6 +153,8 @@ class GradINN(keras.Model):
         self.gradient_weight = float(gradient_weight)
         self.prior_trainable = bool(prior_trainable)
         self.seed = int(seed)
+        self.input_labels = self._check_labels(input_labels, d, "x", "input_labels")
+        self.output_labels = self._check_labels(output_labels, m, "y", "output_labels")
 
         centre = self.bounds.mean(axis=1)
         half_width = (self.bounds[:, 1] - self.bounds[:, 0]) / 2
@@ -222,6 +229,17 @@ class GradINN(keras.Model):
                 f"shape (n, {', '.join(map(str, shape))})"
             )
 
+    @staticmethod
+    def _check_labels(names: Sequence[str] | None, size: int, stem: str, label: str) -> list[str]:
+        if names is None:
+            return [f"{stem}{i}" for i in range(size)]
+        if isinstance(names, str):
+            raise TypeError(f"{label} must be a sequence of strings; got the string {names!r}")
+        names = [str(name) for name in names]
+        if len(names) != size or len(set(names)) != size:
+            raise ValueError(f"{label} must be {size} distinct names; got {names}")
+        return names
+
     def _check_points(self, x: Any, label: str, *, strict: bool) -> np.ndarray:
         array = _finite_array(x, label)
         if array.ndim == 1 and self.input_dim == 1:
@@ -243,6 +261,10 @@ class GradINN(keras.Model):
                 raise ValueError(f"{message}. Widen the bounds to cover the data")
             warnings.warn(f"{message}; the model extrapolates there", stacklevel=3)
         return array
+
+    def outside_bounds(self, x: Any) -> np.ndarray:
+        """A boolean mask of the rows of `x` (shape (n, d)) outside the bounds."""
+        return self._outside(np.asarray(x, dtype=np.float64).reshape(-1, self.input_dim))
 
     def _outside(self, x: np.ndarray) -> np.ndarray:
         slack = _BOUNDS_SLACK * (self.bounds[:, 1] - self.bounds[:, 0])
@@ -666,6 +688,8 @@ class GradINN(keras.Model):
             gradient_weight=self.gradient_weight,
             prior_trainable=self.prior_trainable,
             seed=self.seed,
+            input_labels=self.input_labels,
+            output_labels=self.output_labels,
         )
         return config
 

@@ -1,10 +1,13 @@
-"""The console script, `python -m keras_gradinn`, the demo and the examples, run for real."""
+"""The `keras-gradinn` command line, run for real through its console script."""
 
+import csv
+import json
 import os
 import pathlib
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -14,11 +17,203 @@ from keras_gradinn import demo
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(sys.executable).parent / "keras-gradinn"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+TINY = ["--epochs", "4", "--width", "8", "--depth", "1", "--n-collocation", "16", "--quiet"]
 
 
-def run(*args, timeout=300):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=ENV,
-                          cwd=ROOT)
+def run(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd=cwd)
+
+
+def cli(*args, **kwargs):
+    return run(SCRIPT, *args, **kwargs)
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def measurements(path, n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform([0.0, 10.0], [1.0, 20.0], size=(n, 2))
+    y = np.stack([np.sin(3 * x[:, 0]) + x[:, 1] / 10, x[:, 0] * x[:, 1]], axis=1)
+    return write_csv(path, ["a", "b", "u", "v"], np.concatenate([x, y], axis=1).tolist())
+
+
+class Result:
+    """What `main` returned and printed, shaped like `subprocess.CompletedProcess`."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def main_in_process(capsys):
+    """Runs the command line in this process: the same code path, without a TF start-up."""
+    from keras_gradinn.cli import main
+
+    def call(*args):
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return call
+
+
+def assert_clean_failure(result, fragment):
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("keras-gradinn: error: ") and fragment in last, last
+
+
+def test_fit_predict_info_export_end_to_end(tmp_path):
+    data = measurements(tmp_path / "data.csv")
+    run_dir = tmp_path / "runs" / "first"
+    fitted = cli("fit", data, "--inputs", "a,b", "--targets", "u,v", "--out", run_dir, *TINY)
+    assert fitted.returncode == 0, fitted.stderr[-2000:]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.toml", "loss.png", "metrics.json", "model.keras", "parity.png", "slices.png"]
+    for picture in ("loss.png", "parity.png", "slices.png"):
+        assert (run_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["train_rmse"]) == {"u", "v"} and metrics["n_validation"] == 6
+    assert metrics["epochs"] == 4 and metrics["versions"]["keras_gradinn"] == kg.__version__
+
+    points = write_csv(tmp_path / "points.csv", ["b", "a"], [[12.0, 0.5], [15.0, 0.25]])
+    predicted = cli("predict", run_dir / "model.keras", points, "--gradient",
+                    "--out", tmp_path / "pred.csv")
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    with open(tmp_path / "pred.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["a", "b", "u", "v", "du/da", "du/db", "dv/da", "dv/db"]
+    table = np.array(rows[1:], dtype=np.float64)
+    model = keras.models.load_model(run_dir / "model.keras")
+    x = np.array([[0.5, 12.0], [0.25, 15.0]])
+    np.testing.assert_allclose(table[:, :2], x)
+    np.testing.assert_allclose(table[:, 2:4], model.predict(x, verbose=0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(table[:, 4:], model.predict_gradient(x).reshape(2, 4),
+                               rtol=0, atol=1e-6)
+
+    described = cli("info", run_dir / "model.keras")
+    assert described.returncode == 0, described.stderr[-2000:]
+    assert "a " in described.stdout and "bounds [" in described.stdout
+    assert "validation rmse: u" in described.stdout and "prior: smooth_prior" in described.stdout
+
+    exported = cli("export", run_dir / "model.keras", "--onnx", tmp_path / "m.onnx",
+                   "--saved-model", tmp_path / "serving", "--with-gradient")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
+
+    again = cli("fit", "--config", run_dir / "config.toml", "--out", tmp_path / "runs" / "again",
+                "--quiet")
+    assert again.returncode == 0, again.stderr[-2000:]
+    repeated = json.loads((tmp_path / "runs" / "again" / "metrics.json").read_text())
+    for key in ("train_rmse", "validation_rmse", "train_data_loss", "train_gradient_loss"):
+        assert repeated[key] == metrics[key]
+
+
+def test_predict_names_rows_outside_the_bounds(tmp_path):
+    data = measurements(tmp_path / "data.csv")
+    cli("fit", data, "--inputs", "a,b", "--targets", "u", "--out", tmp_path / "run", *TINY)
+    points = write_csv(tmp_path / "points.csv", ["a", "b"], [[0.5, 12.0], [5.0, 12.0], [0.5, 99.0]])
+    result = cli("predict", tmp_path / "run" / "model.keras", points, "--out", tmp_path / "p.csv")
+    assert result.returncode == 0
+    assert "2 row(s) lie outside the model's bounds" in result.stderr
+    assert "row(s) 3, 4 of" in result.stderr  # file lines of the two bad rows
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    "rows, header, args, fragment",
+    [
+        (None, None, ["--inputs", "a,b", "--targets", "u"], "no such file"),
+        ([[0.1, 11, 1]] * 5, ["a", "b", "u"], ["--inputs", "a,bb", "--targets", "u"],
+         "no column 'bb' for the inputs; did you mean 'b'?"),
+        ([[0.1, 11, 1], [0.2, "twelve", 2], [0.3, 13, 3], [0.4, 14, 5]], ["a", "b", "u"],
+         ["--inputs", "a,b", "--targets", "u"], "row 3, column 'b' holds 'twelve'"),
+        ([[0.1, 11, 1], [0.2, 12, ""], [0.3, 13, 3], [0.4, 14, 5]], ["a", "b", "u"],
+         ["--inputs", "a,b", "--targets", "u"], "row 3, column 'u' is empty"),
+        ([[0.1, 11, 1], [0.2, 12, "nan"], [0.3, 13, 3], [0.4, 14, 5]], ["a", "b", "u"],
+         ["--inputs", "a,b", "--targets", "u"], "row 3, column 'u' is empty"),
+        ([[0.1, 11, 1], [0.2, 12, 2]], ["a", "b", "u"],
+         ["--inputs", "a,b", "--targets", "u", "--validation-split", "0"],
+         "2 training rows for 2 inputs; need at least 3"),
+        ([[0.1, 11, 1, 2]] * 5, ["a", "b", "a", "u"], ["--inputs", "a,b", "--targets", "u"],
+         "duplicate column name(s) 'a'"),
+        ([[0.1 * i, 11 + i, 7.0] for i in range(8)], ["a", "b", "u"],
+         ["--inputs", "a,b", "--targets", "u"], "target 'u' is constant"),
+    ],
+    ids=["missing-file", "misspelt-column", "non-numeric", "empty-cell", "nan-cell",
+         "too-few-rows", "duplicate-columns", "constant-target"],
+)
+def test_fit_rejects_bad_data_in_one_line_and_writes_nothing(tmp_path, main_in_process, rows,
+                                                             header, args, fragment):
+    data = tmp_path / "data.csv"
+    if rows is not None:
+        write_csv(data, header, rows)
+    result = main_in_process("fit", data, *args, "--out", tmp_path / "runs" / "r", *TINY)
+    assert_clean_failure(result, fragment)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "bounds, fragment",
+    [
+        ([["input", "low"], ["a", 0]], "header 'input,low,high'"),
+        ([["input", "low", "high"], ["a", 0, 1]], "one row per input (a, b)"),
+        ([["input", "low", "high"], ["a", 0, 1], ["b", 30, 10]], "input 'b' needs finite bounds"),
+    ],
+)
+def test_fit_rejects_a_bad_bounds_file(tmp_path, main_in_process, bounds, fragment):
+    data = measurements(tmp_path / "data.csv")
+    write_csv(tmp_path / "bounds.csv", bounds[0], bounds[1:])
+    result = main_in_process("fit", data, "--inputs", "a,b", "--targets", "u", "--bounds",
+                 tmp_path / "bounds.csv", "--out", tmp_path / "run", *TINY)
+    assert_clean_failure(result, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_refuses_a_non_empty_run_dir_without_overwrite(tmp_path):
+    data = measurements(tmp_path / "data.csv")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("keep me")
+    result = cli("fit", data, "--inputs", "a,b", "--targets", "u", "--out", run_dir, *TINY)
+    assert_clean_failure(result, "exists and is not empty; pass --overwrite")
+    assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
+    replaced = cli("fit", data, "--inputs", "a,b", "--targets", "u", "--out", run_dir,
+                   "--overwrite", *TINY)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert "notes.txt" not in [p.name for p in run_dir.iterdir()]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_config_file_errors_are_one_line(tmp_path, main_in_process):
+    (tmp_path / "run.toml").write_text('data = "d.csv"\ninputs = ["a"]\ntargets = ["u"]\nepoch = 3\n')
+    result = main_in_process("fit", "--config", tmp_path / "run.toml", "--out", tmp_path / "run")
+    assert_clean_failure(result, "unknown option 'epoch'; did you mean 'epochs'?")
+
+
+@pytest.mark.parametrize("content", [b"not a zip file", None])
+def test_commands_refuse_a_file_that_is_not_a_gradinn_model(tmp_path, main_in_process, content):
+    path = tmp_path / "model.keras"
+    if content is None:
+        inputs = keras.Input(shape=(2,))
+        keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(path)
+        fragment = "holds a Keras Functional, not a keras_gradinn GradINN model"
+    else:
+        path.write_bytes(content)
+        fragment = "not a readable .keras model file"
+    assert_clean_failure(main_in_process("info", path), fragment)
+    points = write_csv(tmp_path / "p.csv", ["x0", "x1"], [[0.0, 0.0]])
+    assert_clean_failure(main_in_process("predict", path, points, "--out", tmp_path / "o.csv"),
+                         fragment)
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_friedman_function_values():
@@ -37,27 +232,41 @@ def test_demo_run_trains_both_models_on_a_tiny_budget():
 
 
 def test_console_script_version_and_help():
-    version = run(str(SCRIPT), "--version")
+    version = cli("--version")
     assert version.returncode == 0
     assert version.stdout.strip() == f"keras-gradinn {kg.__version__}"
-    helped = run(sys.executable, "-m", "keras_gradinn", "demo", "--help")
-    assert helped.returncode == 0 and "example:" in helped.stdout and "--steps" in helped.stdout
+    for command in ("fit", "predict", "info", "export", "demo"):
+        helped = run(sys.executable, "-m", "keras_gradinn", command, "--help")
+        assert helped.returncode == 0 and "example:" in helped.stdout, command
 
 
-def test_console_script_demo_prints_both_rmses():
-    result = run(str(SCRIPT), "demo", "--n", "30", "--steps", "20")
+def test_console_script_demo_prints_both_rmses_and_writes_its_files(tmp_path):
+    result = cli("demo", "--n", "30", "--steps", "20", "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if "test RMSE" in line]
     assert [line.split(":")[0].strip() for line in lines] == ["GradINN", "plain network"]
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
+        "friedman.onnx", "test_predictions.png"]
 
 
 @pytest.mark.parametrize(
-    "args", [["demo", "--steps", "0"], ["demo", "--n", "1"], ["demo", "--noise", "-1"], ["frobnicate"]]
+    "args", [["demo", "--steps", "0"], ["demo", "--n", "1"], ["demo", "--noise", "-1"]]
 )
-def test_console_script_rejects_bad_arguments_with_one_line(args):
-    result = run(str(SCRIPT), *args)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr and "error" in result.stderr
+def test_demo_rejects_bad_arguments_with_one_line(main_in_process, args):
+    assert_clean_failure(main_in_process(*args), "need --n >= 2")
+
+
+def test_the_real_script_reports_bad_input_without_a_traceback(tmp_path):
+    write_csv(tmp_path / "data.csv", ["a", "b", "u"], [[0.1, 11, 1], [0.2, "x", 2]])
+    result = cli("fit", tmp_path / "data.csv", "--inputs", "a,b", "--targets", "u",
+                 "--out", tmp_path / "run")
+    assert_clean_failure(result, "row 3, column 'b' holds 'x'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_command_is_a_usage_error():
+    result = cli("frobnicate")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
 def test_friedman_example_runs_end_to_end():

@@ -457,3 +457,13 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_single_device():
     for key in ("loss", "gradient_loss"):
         single, mirrored = map(float, lines[key].split())
         assert mirrored == pytest.approx(single, rel=1e-4)
+
+
+def test_labels_default_round_trip_and_are_checked(tmp_path):
+    assert mlp_model().input_labels == ["x0", "x1"] and mlp_model().output_labels == ["y0"]
+    model = mlp_model(input_labels=["load", "span"], output_labels=["deflection"])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert (loaded.input_labels, loaded.output_labels) == (["load", "span"], ["deflection"])
+    with pytest.raises(ValueError, match="input_labels must be 2 distinct names"):
+        mlp_model(input_labels=["a", "a"])

@@ -1,0 +1,400 @@
+"""What the `keras-gradinn` subcommands do; `cli.py` only parses arguments.
+
+Each command checks everything it can before training or writing, and
+writes its outputs atomically: a run directory is assembled in a temporary
+sibling and renamed into place, a predictions file is written next to its
+target and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import tomllib
+from typing import Any
+
+import numpy as np
+
+from keras_gradinn import data as data_lib
+
+__all__ = ["DEFAULTS", "CommandError", "export", "fit", "info", "predict", "resolve_config"]
+
+
+class CommandError(ValueError):
+    """A command cannot run as asked; the message says why in one line."""
+
+
+#: Every option of `fit`, with its default. A TOML config may set any of them.
+DEFAULTS: dict[str, Any] = {
+    "data": None,
+    "inputs": None,
+    "targets": None,
+    "prior": "smooth",
+    "gradient_weight": 1e-2,
+    "bounds": "auto",
+    "epochs": 500,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "validation_split": 0.2,
+    "validation": None,
+    "patience": 50,
+    "seed": 0,
+    "width": 64,
+    "depth": 3,
+    "activation": "silu",
+    "n_collocation": 256,
+    "sampler": "sobol",
+}
+_TYPES = {
+    "data": str, "inputs": list, "targets": list, "prior": str, "gradient_weight": float,
+    "bounds": str, "epochs": int, "batch_size": int, "learning_rate": float,
+    "validation_split": float, "validation": str, "patience": int, "seed": int, "width": int,
+    "depth": int, "activation": str, "n_collocation": int, "sampler": str,
+}
+
+
+def _check_value(key: str, value: Any) -> Any:
+    kind = _TYPES[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is list and isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise CommandError(f"option {key!r} must be {kind.__name__}; got {value!r}")
+    if kind is list and (not value or not all(isinstance(v, str) and v for v in value)):
+        raise CommandError(f"option {key!r} must be a non-empty list of column names")
+    return value
+
+
+def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """Merges defaults, the TOML config (if any) and command-line flags, in that order."""
+    import difflib
+
+    config = dict(DEFAULTS)
+    if config_path is not None:
+        path = pathlib.Path(config_path)
+        try:
+            loaded = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CommandError(f"{path}: no such config file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise CommandError(f"{path}: not valid TOML ({error})") from None
+        for key, value in loaded.items():
+            if key not in DEFAULTS:
+                close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise CommandError(f"{path}: unknown option {key!r}{hint}")
+            config[key] = value
+    config.update({key: value for key, value in flags.items() if value is not None})
+    for key in ("data", "inputs", "targets"):
+        if config[key] is None:
+            raise CommandError(f"missing {key}: give it on the command line or in --config")
+    for key, value in config.items():
+        if value is not None:
+            config[key] = _check_value(key, value)
+    checks = [
+        (config["epochs"] >= 1, "epochs must be >= 1"),
+        (config["batch_size"] >= 1, "batch-size must be >= 1"),
+        (config["learning_rate"] > 0, "learning-rate must be > 0"),
+        (config["gradient_weight"] >= 0 and math.isfinite(config["gradient_weight"]),
+         "gradient-weight must be finite and >= 0"),
+        (0 <= config["validation_split"] < 1, "validation-split must be in [0, 1)"),
+        (config["patience"] >= 1, "patience must be >= 1"),
+        (config["n_collocation"] >= 1, "n-collocation must be >= 1"),
+        (config["width"] >= 1 and config["depth"] >= 1, "width and depth must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise CommandError(message)
+    overlap = set(config["inputs"]) & set(config["targets"])
+    if overlap:
+        raise CommandError(f"column(s) {sorted(overlap)} are both inputs and targets")
+    return config
+
+
+def _toml(config: dict[str, Any]) -> str:
+    lines = ["# keras-gradinn fit configuration; rerun with: keras-gradinn fit --config THIS_FILE --out DIR"]
+    for key, value in config.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            text = "[" + ", ".join(json.dumps(v) for v in value) + "]"
+        elif isinstance(value, str):
+            text = json.dumps(value)
+        elif isinstance(value, float):
+            text = repr(value)
+        else:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _prepare_run_dir(out: pathlib.Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CommandError(f"{out}: exists and is not empty; pass --overwrite to replace it")
+    existing = next(parent for parent in out.absolute().parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise CommandError(f"{out}: cannot create it under {existing}")
+
+
+def _commit_dir(staging: pathlib.Path, out: pathlib.Path) -> None:
+    """Moves `staging` to `out`, replacing an old `out` only once the new one is complete."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    try:
+        staging.rename(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_validation = int(round(n * fraction))
+    return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+
+
+def _rmse(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    error = model.predict(x, verbose=0) - y
+    return {name: float(v) for name, v in zip(model.output_labels, np.sqrt(np.mean(error**2, 0)))}
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    from keras_gradinn import __version__
+
+    return {"keras_gradinn": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": sys.version.split()[0]}
+
+
+def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = False,
+        quiet: bool = False) -> dict[str, Any]:
+    """Trains a surrogate from a data file and writes a complete run directory.
+
+    `out` receives `model.keras`, `metrics.json`, `config.toml` (the resolved
+    configuration, to repeat the run) and `parity.png`, `loss.png`,
+    `slices.png`. Returns the metrics.
+    """
+    out = pathlib.Path(out)
+    _prepare_run_dir(out, overwrite)
+    table = data_lib.read_table(config["data"])
+    x = table.columns(config["inputs"], "inputs")
+    y = table.columns(config["targets"], "targets")
+    d, m = x.shape[1], y.shape[1]
+    if config["validation"] is not None:
+        held_out = data_lib.read_table(config["validation"])
+        x_train, y_train = x, y
+        x_val = held_out.columns(config["inputs"], "inputs")
+        y_val = held_out.columns(config["targets"], "targets")
+    elif config["validation_split"] > 0:
+        train, val = _split(len(x), config["validation_split"], config["seed"])
+        x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
+    else:
+        x_train, y_train, x_val, y_val = x, y, None, None
+    if len(x_train) < d + 1:
+        raise CommandError(
+            f"{table.path}: {len(x_train)} training rows for {d} inputs; need at least {d + 1}"
+        )
+    flat = [name for name, s in zip(config["targets"], y_train.std(axis=0)) if s == 0]
+    if flat:
+        raise CommandError(f"{table.path}: target {flat[0]!r} is constant; there is nothing to fit")
+    if config["bounds"] == "auto":
+        everything = x_train if x_val is None else np.concatenate([x_train, x_val])
+        bounds = data_lib.auto_bounds(everything, config["inputs"])
+    else:
+        bounds = data_lib.read_bounds(config["bounds"], config["inputs"])
+
+    import keras
+
+    import keras_gradinn as kg
+
+    keras.utils.set_random_seed(config["seed"])
+    network = kg.mlp(d, m, width=config["width"], depth=config["depth"],
+                     activation=config["activation"], seed=config["seed"])
+    model = kg.GradINN(network, config["prior"], bounds=bounds,
+                       n_collocation=config["n_collocation"], sampler=config["sampler"],
+                       gradient_weight=config["gradient_weight"], seed=config["seed"],
+                       input_labels=config["inputs"], output_labels=config["targets"])
+    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
+                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+    callbacks = []
+    validation = None
+    if x_val is not None:
+        validation = (x_val, y_val)
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config["patience"], restore_best_weights=True))
+    start = time.perf_counter()
+    history = model.fit(x_train, y_train, epochs=config["epochs"], batch_size=config["batch_size"],
+                        validation_data=validation, callbacks=callbacks,
+                        verbose=0 if quiet else 1)
+    seconds = time.perf_counter() - start
+    final = model.evaluate(x_train, y_train, verbose=0, return_dict=True)
+    metrics = {
+        "train_rmse": _rmse(model, x_train, y_train),
+        "validation_rmse": None if x_val is None else _rmse(model, x_val, y_val),
+        "train_data_loss": final["data_loss"],
+        "train_gradient_loss": final["gradient_loss"],
+        "n_train": len(x_train),
+        "n_validation": 0 if x_val is None else len(x_val),
+        "epochs": len(history.history["loss"]),
+        "best_epoch": (int(np.argmin(history.history["val_loss"])) + 1 if x_val is not None
+                       else len(history.history["loss"])),
+        "train_seconds": seconds,
+        "versions": _versions(),
+    }
+
+    from keras_gradinn import plots
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        resolved = dict(config, data=str(pathlib.Path(config["data"]).resolve()))
+        for key in ("validation", "bounds"):
+            if resolved[key] not in (None, "auto"):
+                resolved[key] = str(pathlib.Path(resolved[key]).resolve())
+        model.save(staging / "model.keras")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (staging / "config.toml").write_text(_toml(resolved))
+        predictions = model.predict(x_train, verbose=0)
+        held = None if x_val is None else (y_val, model.predict(x_val, verbose=0))
+        plots.parity(staging / "parity.png", config["targets"], (y_train, predictions), held)
+        plots.loss_curves(staging / "loss.png", history.history)
+        plots.slices(staging / "slices.png", model, np.median(x_train, axis=0), x_train)
+        _commit_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return metrics
+
+
+def load_model(path: str | os.PathLike):
+    """Loads a `.keras` file and checks that it holds a `GradINN`."""
+    import keras
+
+    from keras_gradinn.model import GradINN
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CommandError(f"{path}: no such model file")
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # noqa: BLE001 - any failure means "not a usable model file"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CommandError(f"{path}: not a readable .keras model file ({first})") from None
+    if not isinstance(model, GradINN):
+        raise CommandError(
+            f"{path}: holds a Keras {type(model).__name__}, not a keras_gradinn GradINN model"
+        )
+    return model
+
+
+def _write_csv_atomically(path: pathlib.Path, header: list[str], rows: np.ndarray) -> None:
+    import csv
+
+    if not path.parent.is_dir():
+        raise CommandError(f"{path.parent}: no such directory")
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            writer.writerows([[repr(float(v)) for v in row] for row in rows])
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+
+
+def predict(model_path: str, data_path: str, *, out: str, gradient: bool = False) -> list[str]:
+    """Writes predictions (and Jacobian columns) for the rows of a data file.
+
+    Returns warnings for the caller to show (rows outside the model's bounds).
+    """
+    model = load_model(model_path)
+    table = data_lib.read_table(data_path)
+    x = table.columns(model.input_labels, "inputs")
+    warnings = []
+    outside = np.flatnonzero(model.outside_bounds(x))
+    if outside.size:
+        rows = ", ".join(str(r + table.first_row) for r in outside[:10])
+        more = f" and {outside.size - 10} more" if outside.size > 10 else ""
+        warnings.append(
+            f"{outside.size} row(s) lie outside the model's bounds and are extrapolated: "
+            f"row(s) {rows}{more} of {table.path}"
+        )
+    import warnings as warnings_lib
+
+    with warnings_lib.catch_warnings():
+        warnings_lib.simplefilter("ignore", UserWarning)  # reported above, by row number
+        columns = [x, model.predict(x, verbose=0)]
+        header = list(model.input_labels) + list(model.output_labels)
+        if gradient:
+            jacobian = model.predict_gradient(x)
+            columns.append(jacobian.reshape(len(x), -1))
+            header += [f"d{t}/d{i}" for t in model.output_labels for i in model.input_labels]
+    _write_csv_atomically(pathlib.Path(out), header, np.concatenate(columns, axis=1))
+    return warnings
+
+
+def info(model_path: str) -> str:
+    """A readable description of a saved model and, if found, its training metrics."""
+    import keras
+
+    model = load_model(model_path)
+    mean = keras.ops.convert_to_numpy(model.output_mean)
+    std = keras.ops.convert_to_numpy(model.output_std)
+    lines = [f"model: {model_path}", f"inputs ({model.input_dim}):"]
+    for name, (low, high) in zip(model.input_labels, model.bounds):
+        lines.append(f"  {name:<16} bounds [{low:.6g}, {high:.6g}]")
+    lines.append(f"outputs ({model.output_dim}):")
+    for name, mu, sigma in zip(model.output_labels, mean, std):
+        lines.append(f"  {name:<16} standardised with mean {mu:.6g}, std {sigma:.6g}")
+    layers = [f"{layer.units} {keras.activations.serialize(layer.activation)}"
+              for layer in model.network.layers if isinstance(layer, keras.layers.Dense)]
+    lines.append(f"network: {model.network.name}, Dense layers: {', '.join(layers)}, "
+                 f"{model.network.count_params()} weights")
+    lines.append(f"prior: {model.prior.name} ({'trainable' if model.prior_trainable else 'frozen'}"
+                 f", {model.prior.count_params()} weights)")
+    lines.append(f"gradient term: weight {model.gradient_weight:g}, {model.n_collocation} "
+                 f"collocation points per step, sampler {model.get_config()['sampler']!r}")
+    metrics_path = pathlib.Path(model_path).with_name("metrics.json")
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        lines.append(f"training ({metrics_path}): {metrics['epochs']} epochs, "
+                     f"{metrics['train_seconds']:.1f} s, {metrics['n_train']} training rows")
+        for key in ("train_rmse", "validation_rmse"):
+            if metrics.get(key):
+                values = ", ".join(f"{k} {v:.6g}" for k, v in metrics[key].items())
+                lines.append(f"  {key.replace('_', ' ')}: {values}")
+    return "\n".join(lines)
+
+
+def export(model_path: str, *, saved_model: str | None, onnx: str | None,
+           with_gradient: bool) -> list[str]:
+    """Exports a saved model; returns the written paths."""
+    if saved_model is None and onnx is None:
+        raise CommandError("nothing to do: give --saved-model DIR and/or --onnx FILE")
+    from keras_gradinn import export as export_lib
+
+    model = load_model(model_path)
+    written = []
+    if saved_model is not None:
+        written.append(str(export_lib.to_saved_model(model, saved_model,
+                                                     with_gradient=with_gradient)))
+    if onnx is not None:
+        written.append(str(export_lib.to_onnx(model, onnx, with_gradient=with_gradient)))
+    return written

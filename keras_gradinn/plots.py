@@ -1,0 +1,139 @@
+"""PNG plots of a fitted surrogate, drawn with matplotlib's object API (no pyplot state)."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["comparison", "loss_curves", "parity", "slices"]
+
+
+def _figure(rows: int, columns: int, size: tuple[float, float]):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - matplotlib is a dependency
+        raise ImportError("plots need matplotlib: pip install matplotlib") from error
+    figure = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    return figure, axes
+
+
+def parity(
+    path: str | pathlib.Path,
+    names: Sequence[str],
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Predicted against measured values, one panel per output.
+
+    Args:
+        path: the PNG file to write.
+        names: output names.
+        train: `(measured, predicted)`, each (n, m).
+        validation: the same for validation points, drawn in another colour.
+    """
+    m = len(names)
+    figure, axes = _figure(1, m, (4.2 * m, 4.2))
+    for i, (axis, name) in enumerate(zip(axes[0], names)):
+        sets = [("training", train, "tab:blue", "o")]
+        if validation is not None:
+            sets.append(("validation", validation, "tab:orange", "s"))
+        values = np.concatenate([np.concatenate([s[1][0][:, i], s[1][1][:, i]]) for s in sets])
+        low, high = values.min(), values.max()
+        pad = 0.05 * (high - low or 1.0)
+        axis.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", lw=1,
+                  label="predicted = measured")
+        for label, (measured, predicted), colour, marker in sets:
+            axis.scatter(measured[:, i], predicted[:, i], s=16, c=colour, marker=marker,
+                         alpha=0.75, label=f"{label} ({len(measured)})")
+        axis.set(xlabel=f"measured {name}", ylabel=f"predicted {name}", title=f"Parity: {name}",
+                 xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal")
+        axis.legend(loc="upper left", fontsize=8)
+    figure.suptitle("Parity: predicted vs measured")
+    figure.savefig(path, dpi=110)
+
+
+def loss_curves(path: str | pathlib.Path, history: dict[str, list[float]]) -> None:
+    """Data and gradient terms of the loss per epoch, training and validation."""
+    figure, axes = _figure(1, 2, (10, 4))
+    for axis, term, title in zip(axes[0], ("data_loss", "gradient_loss"),
+                                 ("Data term (standardised MSE)", "Gradient term")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + term)
+            if values:
+                label = "validation" if prefix else "training"
+                axis.plot(np.arange(1, len(values) + 1), values, style, label=label)
+        axis.set(xlabel="epoch", ylabel=term, title=title)
+        if all(v > 0 for v in history.get(term, [0.0])):
+            axis.set_yscale("log")
+        axis.legend()
+    figure.suptitle("Loss curves")
+    figure.savefig(path, dpi=110)
+
+
+def slices(
+    path: str | pathlib.Path,
+    model,
+    centre: np.ndarray,
+    x_data: np.ndarray,
+    *,
+    points: int = 201,
+) -> None:
+    """1-D slices of the surrogate and its gradient through `centre`, one row per input.
+
+    For input j, the other inputs are held at `centre`; the left panel shows
+    the surrogate's outputs along x_j, the right panel d y / d x_j together
+    with the prior's field converted to the same units (what the gradient
+    term pulled it towards). Ticks on the x axis mark the data's x_j.
+    """
+    import keras
+
+    d, m = model.input_dim, model.output_dim
+    bounds = model.bounds
+    std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
+    half_width = (bounds[:, 1] - bounds[:, 0]) / 2
+    figure, axes = _figure(d, 2, (10, 2.6 * d))
+    for j in range(d):
+        grid = np.tile(centre, (points, 1))
+        grid[:, j] = np.linspace(bounds[j, 0], bounds[j, 1], points)
+        y = model.predict(grid, verbose=0)
+        jacobian = model.predict_gradient(grid)
+        z = (grid - bounds.mean(axis=1)) / half_width
+        field = keras.ops.convert_to_numpy(model.prior(z.astype("float32"))).reshape(-1, m, d)
+        prior = field * std[None, :, None] / half_width[None, None, :]
+        value_axis, gradient_axis = axes[j]
+        for i, name in enumerate(model.output_labels):
+            line, = value_axis.plot(grid[:, j], y[:, i], label=name)
+            gradient_axis.plot(grid[:, j], jacobian[:, i, j], color=line.get_color(),
+                               label=f"d{name}/d{model.input_labels[j]}")
+            gradient_axis.plot(grid[:, j], prior[:, i, j], ":", color=line.get_color(),
+                               label=f"prior field for d{name}/d{model.input_labels[j]}")
+        for axis in (value_axis, gradient_axis):
+            axis.plot(x_data[:, j], np.full(len(x_data), axis.get_ylim()[0]), "|", color="0.4",
+                      markersize=8)
+        name = model.input_labels[j]
+        value_axis.set(xlabel=name, ylabel="surrogate", title=f"Surrogate along {name}")
+        gradient_axis.set(xlabel=name, ylabel="gradient", title=f"Gradient along {name}")
+        value_axis.legend(fontsize=8)
+        gradient_axis.legend(fontsize=7)
+    figure.suptitle("1-D slices through the data's centre (other inputs fixed)")
+    figure.savefig(path, dpi=100)
+
+
+def comparison(path: str | pathlib.Path, truth: np.ndarray,
+               predictions: dict[str, np.ndarray]) -> None:
+    """Test predictions of several models against the truth, one panel each, RMSE in the title."""
+    figure, axes = _figure(1, len(predictions), (4.2 * len(predictions), 4.2))
+    low, high = truth.min(), truth.max()
+    for axis, (name, predicted) in zip(axes[0], predictions.items()):
+        rmse = float(np.sqrt(np.mean((predicted - truth) ** 2)))
+        axis.plot([low, high], [low, high], color="0.5", lw=1)
+        axis.scatter(truth.ravel(), predicted.ravel(), s=3, alpha=0.3)
+        axis.set(xlabel="exact", ylabel="predicted", title=f"{name}: test RMSE {rmse:.4f}",
+                 aspect="equal")
+    figure.suptitle("Test predictions against the exact function")
+    figure.savefig(path, dpi=110)
