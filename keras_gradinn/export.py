@@ -104,7 +104,8 @@ def metadata(model: GradINN, *, with_gradient: bool, opset: int | None = None) -
         "bounds": model.bounds.tolist(),
         "output_mean": keras.ops.convert_to_numpy(model.output_mean).tolist(),
         "output_std": keras.ops.convert_to_numpy(model.output_std).tolist(),
-        "prior": {"name": model.prior.name, "class": type(model.prior).__name__},
+        "prior": {"name": model.prior.name, "trainable": model.prior_trainable,
+                  "weights": int(model.prior.count_params())},
         "gradient_weight": model.gradient_weight,
         "weights_sha256": _weights_hash(model),
     }
@@ -131,6 +132,8 @@ def to_saved_model(
     version: int | None = None,
     with_gradient: bool = True,
     verify: bool = True,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
 ) -> pathlib.Path:
     """Writes a TF Serving SavedModel to `base_dir/<version>/`.
 
@@ -147,6 +150,9 @@ def to_saved_model(
             existing version. An existing version is never overwritten.
         with_gradient: add the `predict_with_gradient` signature.
         verify: check the artifact against Keras in a fresh process first.
+        atol: absolute tolerance of that check, in standardised units (see
+            `verify`).
+        rtol: relative tolerance of that check.
 
     Returns:
         The path of the written version directory.
@@ -155,15 +161,18 @@ def to_saved_model(
         >>> path = to_saved_model(model, "serving/friedman")  # serving/friedman/1
     """
     model = _check_model(model)
-    base = pathlib.Path(base_dir)
+    if not str(base_dir):
+        raise ValueError("base_dir must be a directory path; got an empty string")
+    base = pathlib.Path(base_dir).expanduser()
     if base.exists() and not base.is_dir():
         raise ValueError(f"base_dir must be a directory; {str(base)!r} is a file")
-    base.mkdir(parents=True, exist_ok=True)
-    if version is None:
-        version = _next_version(base)
-    elif isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1
+    ):
         raise ValueError(f"version must be a positive integer; got {version!r}")
-    target = base / str(int(version))
+    created = [p for p in (base, *base.parents) if not p.exists()]
+    base.mkdir(parents=True, exist_ok=True)
+    target = base / str(int(version if version is not None else _next_version(base)))
     if target.exists():
         raise FileExistsError(f"{str(target)!r} exists; SavedModel versions are never overwritten")
 
@@ -188,10 +197,15 @@ def to_saved_model(
         record = metadata(model, with_gradient=with_gradient)
         (extra / f"{_METADATA_KEY}.json").write_text(json.dumps(record, indent=2))
         if verify:
-            _verify(model, artifact)
+            _verify(model, artifact, atol=atol, rtol=rtol)
         artifact.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not target.exists():
+            # Leave no directories behind that this call created.
+            for directory in created:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
     return target
 
 
@@ -261,6 +275,8 @@ def to_onnx(
     opset: int = 17,
     with_gradient: bool = False,
     verify: bool = True,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
 ) -> pathlib.Path:
     """Writes one ONNX file with input `x` and outputs `y` (and `dy_dx`).
 
@@ -282,6 +298,9 @@ def to_onnx(
         with_gradient: add the `dy_dx` output.
         verify: check the file against Keras with onnxruntime in a fresh
             process first.
+        atol: absolute tolerance of that check, in standardised units (see
+            `verify`).
+        rtol: relative tolerance of that check.
 
     Returns:
         The written path.
@@ -289,14 +308,15 @@ def to_onnx(
     model = _check_model(model)
     import onnx
 
-    if isinstance(opset, bool) or not isinstance(opset, int) or not (
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not (
         _MIN_ONNX_OPSET <= opset <= MAX_ONNX_OPSET
     ):
         raise ValueError(
             f"opset must be an integer from {_MIN_ONNX_OPSET} to {MAX_ONNX_OPSET} "
             f"(tf2onnx 1.17's range); got {opset!r}"
         )
-    target = pathlib.Path(path)
+    opset = int(opset)
+    target = pathlib.Path(path).expanduser()
     if target.is_dir():
         raise ValueError(f"path must be a file path; {str(target)!r} is a directory")
     if not target.parent.is_dir():
@@ -313,8 +333,12 @@ def to_onnx(
     os.close(handle)
     try:
         onnx.save_model(proto, staging)
+        # mkstemp makes the file private; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o666 & ~umask)
         if verify:
-            _verify(model, staging)
+            _verify(model, staging, atol=atol, rtol=rtol)
         os.replace(staging, target)
     finally:
         if os.path.exists(staging):
@@ -366,13 +390,21 @@ def _run_in_fresh_process(runner: str, path: pathlib.Path, x: np.ndarray) -> dic
         inputs, outputs = os.path.join(scratch, "x.npy"), os.path.join(scratch, "out.npz")
         np.save(inputs, x)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        result = subprocess.run(
-            [sys.executable, "-c", runner, str(path), inputs, outputs],
-            capture_output=True, text=True, env=env, timeout=600,
-        )
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", runner, str(path), inputs, outputs],
+                capture_output=True, text=True, env=env, timeout=600,
+            )
+        except subprocess.TimeoutExpired:
+            raise ExportVerificationError(
+                f"loading and running {str(path)!r} in a fresh process took over 600 s"
+            ) from None
         if result.returncode != 0:
-            tail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
-            raise ExportVerificationError(f"loading {str(path)!r} in a fresh process failed: {tail[0]}")
+            lines = result.stderr.strip().splitlines() or ["no error output"]
+            errors = [line for line in lines if "Error" in line]
+            raise ExportVerificationError(
+                f"loading {str(path)!r} in a fresh process failed: {(errors or lines)[-1].strip()}"
+            )
         with np.load(outputs) as data:
             return {key: data[key] for key in data.files}
 
@@ -392,13 +424,16 @@ def verify(
     in a fresh Python process that does not import keras_gradinn, evaluates
     it on `n` in-domain points at batch sizes 1 and `n`, and compares every
     `y` and `dy_dx` with `model.predict` and `model.predict_gradient`:
-    `|artifact - keras| <= atol + rtol * |keras|` everywhere.
+    `|artifact - keras| <= atol * unit + rtol * |keras|` everywhere, where
+    `unit` is the output's standard deviation for `y_i` and
+    `std_i / half_width_j` for `dy_dx[:, i, j]`, so that `atol` means the
+    same (a fraction of the standardised output) whatever the units.
 
     Args:
         model: the source `GradINN`.
         path: a SavedModel directory or an `.onnx` file.
         n: number of test points (>= 1), drawn uniformly in the domain.
-        atol: absolute tolerance, in user units.
+        atol: absolute tolerance, in standardised units.
         rtol: relative tolerance.
         seed: seed of the test points.
 
@@ -410,9 +445,17 @@ def verify(
             difference, when they disagree or the artifact does not load.
     """
     model = _check_model(model)
-    path = pathlib.Path(path)
-    x = sampling.sample(int(n), model.bounds, method="uniform", seed=seed,
-                        contains=model._contains).astype("float32")
+    path = pathlib.Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{str(path)!r} does not exist")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    # A model that lost its `contains` predicate is checked on the whole box:
+    # the artifact must agree with Keras there too.
+    x = sampling.sample(int(n), model.bounds, method="uniform", seed=seed).astype("float32")
+    std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
+    half_width = (model.bounds[:, 1] - model.bounds[:, 0]) / 2
+    units = {"y": std[None, :], "dy_dx": (std[:, None] / half_width[None, :])[None]}
     expected = {"y": model.predict(x, verbose=0), "dy_dx": model.predict_gradient(x)}
     if path.is_dir():
         results = _run_in_fresh_process(_SAVED_MODEL_RUNNER, path, x)
@@ -438,7 +481,7 @@ def verify(
             )
         error = np.abs(value.astype(np.float64) - reference)
         differences[key] = float(error.max())
-        excess = error - (atol + rtol * np.abs(reference))
+        excess = error - (atol * units[name] + rtol * np.abs(reference))
         if np.any(excess > 0):
             where = np.unravel_index(np.argmax(excess), excess.shape)
             raise ExportVerificationError(

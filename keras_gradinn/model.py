@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from typing import Any, Callable, Sequence
@@ -34,7 +35,12 @@ def _finite_array(value: Any, label: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{label} must be numeric; got {type(value).__name__}") from error
+        raise ValueError(
+            f"{label} must be a numeric array with rows of equal length; got "
+            f"{type(value).__name__}"
+        ) from error
+    if array.ndim == 0:
+        raise ValueError(f"{label} must be an array of rows; got a scalar")
     if array.size == 0:
         raise ValueError(f"{label} is empty; got shape {array.shape}")
     if not np.all(np.isfinite(array)):
@@ -74,9 +80,11 @@ class GradINN(keras.Model):
     saved and exported with the model.
 
     `fit`/`evaluate` report `loss`, `data_loss` (the compiled loss, "mse"
-    by default, on standardised targets, honouring `sample_weight`),
-    `gradient_loss` (the mean squared Jacobian mismatch, unweighted) and the
-    compiled metrics in user units.
+    by default, on standardised targets, honouring `sample_weight`, plus any
+    layer regularisation penalties), `gradient_loss` (the mean squared
+    Jacobian mismatch, unweighted) and the compiled metrics in user units.
+    To monitor `data_loss` or `gradient_loss` in callbacks such as
+    `EarlyStopping`, pass `mode="min"`; Keras infers it only for `loss`.
 
     Args:
         network: a Keras model mapping (n, d) to (n, m), applied to normalised
@@ -97,7 +105,8 @@ class GradINN(keras.Model):
             not boxes; points are then drawn on the host by rejection.
         gradient_weight: lambda >= 0. With 0 the gradient term and its
             nested tape are skipped entirely.
-        prior_trainable: whether the prior is trained with the network.
+        prior_trainable: whether the prior is trained with the network (this
+            sets `prior.trainable` on the model passed in).
         seed: seed of the collocation draws (None: drawn from Keras' global
             seed, so `keras.utils.set_random_seed` makes runs repeatable).
         input_labels: names of the d inputs (default `x0, x1, ...`), saved
@@ -136,11 +145,12 @@ class GradINN(keras.Model):
         self.bounds = sampling.as_bounds(bounds)
         d = len(self.bounds)
         n_collocation = positive_int(n_collocation, "n_collocation")
-        if not (isinstance(gradient_weight, (int, float, np.number))
-                and math.isfinite(gradient_weight) and gradient_weight >= 0):
-            raise ValueError(f"gradient_weight must be finite and >= 0; got {gradient_weight!r}")
         if seed is None:
             seed = int(keras.random.randint((), 0, 2**31 - 1))
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= seed < 2**31
+        ):
+            raise ValueError(f"seed must be an integer in [0, 2**31); got {seed!r}")
         self.network = network
         m = self._check_network(network, d)
         if isinstance(prior, str):
@@ -150,7 +160,8 @@ class GradINN(keras.Model):
         self.prior = prior
         self.input_dim, self.output_dim = d, m
         self.n_collocation = int(n_collocation)
-        self.gradient_weight = float(gradient_weight)
+        self._gradient_weight = 0.0
+        self.gradient_weight = gradient_weight
         self.prior_trainable = bool(prior_trainable)
         self.seed = int(seed)
         self.input_labels = self._check_labels(input_labels, d, "x", "input_labels")
@@ -189,7 +200,24 @@ class GradINN(keras.Model):
         self.gradient_loss_tracker = keras.metrics.Mean(name="gradient_loss")
         self._jacobian_function = None
         self.set_sampler(sampler, contains=contains)
-        self.built = True
+        # One call records the input shape, as Keras' export and summary expect.
+        self(np.zeros((1, d), dtype="float32"))
+
+    @property
+    def gradient_weight(self) -> float:
+        """The weight lambda of the gradient term; setting it retraces the step."""
+        return self._gradient_weight
+
+    @gradient_weight.setter
+    def gradient_weight(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            math.isfinite(value) and value >= 0
+        ):
+            raise ValueError(f"gradient_weight must be finite and >= 0; got {value!r}")
+        self._gradient_weight = float(value)
+        # The weight is a constant of the traced step (weight 0 skips the
+        # nested tape), so a new value needs new step functions.
+        self.train_function = self.test_function = None
 
     # ------------------------------------------------------------------ checks
 
@@ -303,15 +331,15 @@ class GradINN(keras.Model):
         Python callables (a callable `sampler`, or `contains`) are not saved
         with the model: after loading such a model, call `set_sampler` again
         before training it further. `sampler=None` leaves the model without
-        a sampler; it can predict, but not train with the gradient term.
+        a sampler: it predicts, and `evaluate` reports `gradient_loss` as NaN
+        (leaving it out of `loss`), but it cannot train with the gradient term.
         """
         d = self.input_dim
-        self._sampler, self._contains = sampler, contains
-        self._pool = self._unit_base = self._host_sampler = None
         if contains is not None and not callable(contains):
             raise TypeError(f"contains must be callable; got {type(contains).__name__}")
+        pool = unit_base = host_sampler = None
         if sampler is None:
-            self._sampler_mode = None
+            mode = None
         elif isinstance(sampler, str):
             if sampler not in sampling.METHODS:
                 raise ValueError(
@@ -319,40 +347,53 @@ class GradINN(keras.Model):
                     f"or a callable; got {sampler!r}"
                 )
             if contains is not None:
-                self._sampler_mode = "host"
-                self._host_sampler = lambda n, rng: sampling.sample(
-                    n, self.bounds, method=sampler, seed=rng, contains=contains
-                )
+                mode = "host"
+
+                def host_sampler(n, rng):
+                    return sampling.sample(
+                        n, self.bounds, method=sampler, seed=rng, contains=contains
+                    )
+
             elif sampler == "uniform":
-                self._sampler_mode = "uniform"
+                mode = "uniform"
             else:
-                self._sampler_mode = "shift"
-                self._unit_base = sampling.unit_points(
+                mode = "shift"
+                unit_base = sampling.unit_points(
                     self.n_collocation, d, method=sampler, seed=self.seed
                 ).astype("float32")
         elif callable(sampler):
-            self._sampler_mode = "host"
-            self._host_sampler = sampler
+            mode, host_sampler = "host", sampler
         else:
-            points = self._check_sampled(sampler, "sampler points", n=None)
-            self._sampler_mode = "subset"
-            self._pool = self._to_unit_box(points)
-        if self._sampler_mode == "host":
+            points = self._check_sampled(sampler, "sampler points", None, contains)
+            mode, pool = "subset", self._to_unit_box(points)
+        if mode == "host":
+            if getattr(self, "jit_compile", False) is True:
+                raise ValueError(
+                    "a host-side collocation sampler (a callable sampler or a contains "
+                    "predicate) cannot run under jit_compile=True; compile without XLA"
+                )
             # Fail now, with a clear message, rather than inside the graph.
-            probe = self._host_sampler(self.n_collocation, np.random.default_rng(self.seed))
-            self._check_sampled(probe, "sampler output", n=self.n_collocation)
+            probe = host_sampler(self.n_collocation, np.random.default_rng(self.seed))
+            self._check_sampled(probe, "sampler output", self.n_collocation, contains)
+        self._sampler, self._contains, self._sampler_mode = sampler, contains, mode
+        self._pool, self._unit_base, self._host_sampler = pool, unit_base, host_sampler
+        self.supports_jit = mode != "host"
         self.train_function = self.test_function = None
 
-    def _check_sampled(self, points: Any, label: str, n: int | None) -> np.ndarray:
+    def _check_sampled(
+        self, points: Any, label: str, n: int | None, contains: Callable | None
+    ) -> np.ndarray:
         array = _finite_array(points, label)
+        if array.ndim == 1 and self.input_dim == 1:
+            array = array[:, None]
         expected = (n if n is not None else array.shape[0], self.input_dim)
         if array.ndim != 2 or array.shape != expected:
             raise ValueError(
                 f"{label} must have shape {expected}; got shape {array.shape}"
             )
         outside = self._outside(array)
-        if self._contains is not None:
-            mask = np.asarray(self._contains(array))
+        if contains is not None:
+            mask = np.asarray(contains(array))
             if mask.shape != (len(array),):
                 raise ValueError(
                     f"contains(x) must return a mask of shape ({len(array)},); "
@@ -375,7 +416,8 @@ class GradINN(keras.Model):
     def _host_points(self, seed: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng([int(s) for s in seed])
         points = self._host_sampler(self.n_collocation, rng)
-        return self._to_unit_box(self._check_sampled(points, "sampler output", self.n_collocation))
+        checked = self._check_sampled(points, "sampler output", self.n_collocation, self._contains)
+        return self._to_unit_box(checked)
 
     def collocation_points(self, step: Any = None) -> tf.Tensor:
         """The normalised collocation points of training step `step`.
@@ -386,10 +428,14 @@ class GradINN(keras.Model):
         """
         if self._sampler_mode is None:
             raise ValueError(
-                "this model has no collocation sampler (a Python callable is not "
-                "saved with the model); call model.set_sampler(...) before training "
-                "it with gradient_weight > 0"
+                "this model has no collocation sampler (it was built with sampler=None, "
+                "or loaded from a file that could not store a Python callable sampler or "
+                "contains predicate); call model.set_sampler(...) before training it "
+                "with gradient_weight > 0"
             )
+        return tf.cast(self._draw_points(step), self.compute_dtype)
+
+    def _draw_points(self, step: Any) -> tf.Tensor:
         step = self.collocation_step if step is None else step
         context = tf.distribute.get_replica_context()
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -413,11 +459,28 @@ class GradINN(keras.Model):
 
     # ---------------------------------------------------------------- forward
 
+    def _scales(self, dtype) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The normalisation constants (offset, scale, mean, std) cast to `dtype`."""
+        return tuple(
+            tf.cast(v, dtype)
+            for v in (self.input_offset, self.input_scale, self.output_mean, self.output_std)
+        )
+
+    def _as_rows(self, x) -> tf.Tensor:
+        x = tf.cast(tf.convert_to_tensor(x), self.compute_dtype)
+        if x.shape.rank == 1 and self.input_dim == 1:
+            x = x[:, None]
+        if x.shape.rank != 2 or x.shape[-1] not in (None, self.input_dim):
+            raise ValueError(
+                f"x must have shape (n, {self.input_dim}) to match the bounds; got {x.shape}"
+            )
+        return x
+
     def call(self, inputs, training=None):
         """Predicts in user units: `mean + std * f((x - centre) / half_width)`."""
-        inputs = keras.ops.cast(inputs, self.compute_dtype)
-        z = (inputs - self.input_offset) / self.input_scale
-        return self.output_mean + self.output_std * self.network(z, training=training)
+        inputs = self._as_rows(inputs)
+        offset, scale, mean, std = self._scales(inputs.dtype)
+        return mean + std * self.network((inputs - offset) / scale, training=training)
 
     def value_and_jacobian(self, x, *, method: str = "reverse") -> tuple[tf.Tensor, tf.Tensor]:
         """Prediction (n, m) and Jacobian dy/dx (n, m, d) in user units.
@@ -428,23 +491,23 @@ class GradINN(keras.Model):
                 (an explicit chain rule without gradient ops; networks of
                 Dense layers, see `keras_gradinn.jacobian.dense_layers`).
         """
-        x = tf.cast(tf.convert_to_tensor(x), self.compute_dtype)
+        x = self._as_rows(x)
         if method == "reverse":
             return value_and_jacobian(lambda v: self(v, training=False), x)
         if method != "forward":
             raise ValueError(f"method must be 'reverse' or 'forward'; got {method!r}")
-        t, jacobian = dense_value_and_jacobian(
-            self.network, (x - self.input_offset) / self.input_scale
-        )
-        y = self.output_mean + self.output_std * t
-        scale = self.output_std[:, None] / self.input_scale[None, :]
-        return y, jacobian * scale
+        offset, scale, mean, std = self._scales(x.dtype)
+        t, jacobian = dense_value_and_jacobian(self.network, (x - offset) / scale)
+        return mean + std * t, jacobian * (std[:, None] / scale[None, :])
 
     def gradient_loss(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Mean over points of ||J f(z) - h(z)||_F^2 at normalised points `z`."""
         _, jacobian = value_and_jacobian(lambda v: self.network(v, training=training), z)
         field = tf.reshape(self.prior(z, training=training), tf.shape(jacobian))
-        return tf.reduce_mean(tf.reduce_sum(tf.square(jacobian - field), axis=[1, 2]))
+        # Float32 at least, so mixed-precision fields do not lose the mismatch.
+        dtype = tf.float64 if jacobian.dtype == tf.float64 else tf.float32
+        mismatch = tf.cast(jacobian, dtype) - tf.cast(field, dtype)
+        return tf.reduce_mean(tf.reduce_sum(tf.square(mismatch), axis=[1, 2]))
 
     # ---------------------------------------------------------------- training
 
@@ -473,34 +536,45 @@ class GradINN(keras.Model):
         rest = [m for m in super().metrics if m.name != "loss" and all(m is not o for o in own)]
         return own + rest
 
-    def _uses_gradient_term(self) -> bool:
-        return self.gradient_weight > 0
-
     def _loss_terms(self, z, t, sample_weight, training):
         t_pred = self.network(z, training=training)
         data_loss = self.compute_loss(
             x=z, y=t, y_pred=t_pred, sample_weight=sample_weight, training=training
         )
-        if self._uses_gradient_term():
+        data_loss = tf.cast(data_loss, tf.float32) if data_loss.dtype == tf.float16 else data_loss
+        if self.gradient_weight > 0 and (training or self._sampler_mode is not None):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             # Scaled per replica like Keras scales the compiled loss, so the
             # all-reduced gradients are those of the global mean.
             points = self.collocation_points()
             gradient_loss = self.gradient_loss(points, training=training) / replicas
+            gradient_loss = tf.cast(gradient_loss, data_loss.dtype)
+            loss = data_loss + self.gradient_weight * gradient_loss
+        elif self.gradient_weight > 0:
+            # Evaluating a model whose sampler was not saved: the gradient term
+            # cannot be computed, so it is reported as NaN and left out of `loss`.
+            gradient_loss = tf.constant(float("nan"), data_loss.dtype)
+            loss = data_loss
         else:
             gradient_loss = tf.zeros((), dtype=data_loss.dtype)
-        loss = data_loss + self.gradient_weight * gradient_loss
+            loss = data_loss
         return t_pred, data_loss, gradient_loss, loss
 
     def _normalise(self, x, y):
-        x = tf.cast(x, self.compute_dtype)
-        z = (x - self.input_offset) / self.input_scale
+        x = self._as_rows(x)
+        offset, scale, mean, std = self._scales(x.dtype)
+        z = (x - offset) / scale
         if y is None:
             return z, None
-        y = tf.cast(y, self.compute_dtype)
-        if len(y.shape) == 1:
+        y = tf.cast(y, x.dtype)
+        if y.shape.rank == 1 and self.output_dim == 1:
             y = y[:, None]
-        return z, (y - self.output_mean) / self.output_std
+        if y.shape.rank != 2 or y.shape[-1] not in (None, self.output_dim):
+            raise ValueError(
+                f"y must have shape (n, {self.output_dim}) for {self.output_dim} output(s); "
+                f"got {y.shape}"
+            )
+        return z, (y - mean) / std
 
     def _update_metrics(self, x, y, z, t_pred, sample_weight, losses):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -509,7 +583,8 @@ class GradINN(keras.Model):
             (self.data_loss_tracker, self.gradient_loss_tracker, self.loss_tracker), losses
         ):
             tracker.update_state(value * replicas, sample_weight=batch)
-        y_pred = self.output_mean + self.output_std * t_pred
+        _, _, mean, std = self._scales(t_pred.dtype)
+        y_pred = mean + std * t_pred
         if y is not None and len(y.shape) == 1:
             y = y[:, None]
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
@@ -525,11 +600,14 @@ class GradINN(keras.Model):
             )
             scaled_loss = self.optimizer.scale_loss(loss)
 
-        # Compute gradients: the prior only receives any through the gradient term.
-        variables = list(self.network.trainable_variables)
-        if self._uses_gradient_term():
-            variables += self.prior.trainable_variables
-        gradients = tape.gradient(scaled_loss, variables)
+        # Compute gradients. Without the gradient term the prior's are zero;
+        # Adam leaves such weights alone, and the optimizer always tracks the
+        # same variables, so saved and restored optimizer states match.
+        variables = self.trainable_variables
+        gradients = [
+            tf.zeros(v.shape, v.dtype) if g is None else g
+            for v, g in zip(variables, tape.gradient(scaled_loss, variables))
+        ]
 
         # Update weights
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -562,7 +640,14 @@ class GradINN(keras.Model):
                 _, target, _ = keras.utils.unpack_x_y_sample_weight(batch)
                 if target is None:
                     raise ValueError("the dataset must yield (x, y) pairs to adapt to")
-                target = np.asarray(target, dtype=np.float64).reshape(-1, self.output_dim)
+                target = np.asarray(target, dtype=np.float64)
+                if target.ndim == 1 and self.output_dim == 1:
+                    target = target[:, None]
+                if target.ndim != 2 or target.shape[1] != self.output_dim:
+                    raise ValueError(
+                        f"the dataset's targets must have shape (batch, {self.output_dim}); "
+                        f"got {target.shape}"
+                    )
                 shift = target[0] if shift is None else shift
                 count += len(target)
                 total = total + (target - shift).sum(axis=0)
@@ -602,36 +687,65 @@ class GradINN(keras.Model):
         """`keras.Model.fit`, after checking the data and adapting the outputs.
 
         Array inputs must have d columns, lie inside the bounds and be
-        finite; the first call sets the output standardisation from the
-        training targets (excluding a `validation_split` tail).
+        finite. The first call on an untrained model sets the output
+        standardisation from the training targets (arrays, excluding a
+        `validation_split` tail, or a finite `tf.data.Dataset` read once);
+        for other inputs (generators, `PyDataset`) call `adapt(y)` first.
         """
+        bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
+        arguments = bound.arguments
+        x, y = arguments.get("x"), arguments.get("y")
         if _is_array_like(x):
             x, y = self._check_xy(x, y, "")
             if y is None:
                 raise ValueError("fit needs targets y for array inputs")
+            arguments["x"], arguments["y"] = x, y
         if isinstance(x, tf.data.Dataset):
-            # Keras warns that `shuffle` is ignored for datasets; say so once here instead.
-            kwargs.setdefault("shuffle", False)
-        validation = kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and _is_array_like(validation[0]):
-            checked = self._check_xy(validation[0], validation[1], "validation_data ")
-            kwargs["validation_data"] = (*checked, *validation[2:])
+            # Keras would warn on every call that `shuffle` does not apply to datasets.
+            arguments.setdefault("shuffle", False)
+        validation = arguments.get("validation_data")
+        if isinstance(validation, (tuple, list)):
+            if len(validation) not in (2, 3):
+                raise ValueError(
+                    f"validation_data must be (x, y) or (x, y, sample_weight); got a "
+                    f"{type(validation).__name__} of {len(validation)}"
+                )
+            if _is_array_like(validation[0]):
+                checked = self._check_xy(validation[0], validation[1], "validation_data ",
+                                         strict=False)
+                arguments["validation_data"] = (*checked, *validation[2:])
         if not self.adapted:
-            if y is not None:
-                split = float(kwargs.get("validation_split", 0.0) or 0.0)
-                self.adapt(y[: int(math.floor(len(y) * (1.0 - split)))])
-            elif isinstance(x, tf.data.Dataset):
-                if x.cardinality() == tf.data.INFINITE_CARDINALITY:
-                    raise ValueError(
-                        "the dataset is infinite, so the output standardisation cannot be "
-                        "computed from it; call model.adapt(y) before fit"
-                    )
-                self.adapt(x)
-        return super().fit(x, y, *args, **kwargs)
+            self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
+        return super().fit(*bound.args[1:], **bound.kwargs)
+
+    def _adapt_before_fit(self, x, y, validation_split: float) -> None:
+        if int(keras.ops.convert_to_numpy(self.collocation_step)) > 0:
+            # Standardising a trained network would shift every prediction.
+            warnings.warn(
+                "this model was trained before its output standardisation was set; "
+                "fit leaves it unset (call adapt(y) to set it deliberately)",
+                stacklevel=3,
+            )
+        elif y is not None:
+            self.adapt(y[: int(math.floor(len(y) * (1.0 - validation_split)))])
+        elif isinstance(x, tf.data.Dataset):
+            if x.cardinality() == tf.data.INFINITE_CARDINALITY:
+                raise ValueError(
+                    "the dataset is infinite, so the output standardisation cannot be "
+                    "computed from it; call model.adapt(y) before fit"
+                )
+            self.adapt(x)
+        else:
+            raise ValueError(
+                f"fit cannot compute the output standardisation from a "
+                f"{type(x).__name__}; call model.adapt(y) with the training targets first"
+            )
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn)."""
         if _is_array_like(x):
+            if y is None:
+                raise ValueError("evaluate needs targets y for array inputs")
             x, y = self._check_xy(x, y, "", strict=False)
         return super().evaluate(x, y, *args, **kwargs)
 
@@ -670,12 +784,14 @@ class GradINN(keras.Model):
     def get_config(self):
         config = super().get_config()
         sampler = self._sampler
-        if self._sampler_mode == "host":
+        if self._sampler_mode == "host" and not getattr(self, "_warned_unsaved", False):
+            self._warned_unsaved = True
             warnings.warn(
                 "the collocation sampler or contains predicate is a Python callable "
                 "and is not saved; call set_sampler(...) after loading to train further",
                 stacklevel=2,
             )
+        if self._sampler_mode == "host":
             sampler = None
         elif self._sampler_mode == "subset":
             sampler = np.asarray(sampler, dtype=np.float64).tolist()

@@ -12,7 +12,7 @@ def positive_int(value, label: str) -> int:
     """Returns `value` as an `int`, or raises if it is not a whole number >= 1."""
     try:
         whole = int(value)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValueError(f"{label} must be a positive integer; got {value!r}") from error
     if whole != value or whole < 1:
         raise ValueError(f"{label} must be a positive integer; got {value!r}")

@@ -193,8 +193,7 @@ def test_failed_verification_leaves_the_previous_artifact_and_no_debris(tmp_path
     with pytest.raises(export.ExportVerificationError):
         export.to_saved_model(model, tmp_path / "serving")
     assert target.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "serving"]
-    assert list((tmp_path / "serving").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 
 
 def test_verify_detects_a_model_that_changed_after_export(tmp_path):
@@ -243,3 +242,41 @@ def test_importing_the_package_does_not_import_the_converters():
                             timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_verification_tolerance_follows_the_output_units(tmp_path):
+    # Outputs of order 1e4 over an input range of 1e-3: float32 rounding alone
+    # exceeds an absolute 1e-5 in these units, not in standardised ones.
+    bounds = [(0.0, 1e-3), (0.0, 1.0)]
+    model = kg.GradINN(kg.mlp(2, 1, width=16, depth=2, seed=1), "smooth", bounds=bounds,
+                       n_collocation=16)
+    model.compile(optimizer="adam")
+    x = kg.sampling.sample(64, bounds, seed=0)
+    model.fit(x, 3e4 * np.sin(2e3 * x[:, :1]) + 1e4 * x[:, 1:], epochs=2, verbose=0)
+    path = export.to_onnx(model, tmp_path / "big.onnx", with_gradient=True)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failed_saved_model_export_removes_the_directories_it_created(tmp_path, monkeypatch):
+    def disagree(*args, **kwargs):
+        raise export.ExportVerificationError("differs")
+
+    monkeypatch.setattr(export, "_verify", disagree)
+    with pytest.raises(export.ExportVerificationError):
+        export.to_saved_model(trained_model(), tmp_path / "new" / "base")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_argument_errors(tmp_path):
+    model = trained_model()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export.verify(model, tmp_path / "missing.onnx")
+    path = export.to_onnx(model, tmp_path / "m.onnx", verify=False)
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        export.verify(model, path, n=0)

@@ -467,3 +467,141 @@ def test_labels_default_round_trip_and_are_checked(tmp_path):
     assert (loaded.input_labels, loaded.output_labels) == (["load", "span"], ["deflection"])
     with pytest.raises(ValueError, match="input_labels must be 2 distinct names"):
         mlp_model(input_labels=["a", "a"])
+
+
+def test_without_gradient_term_reloaded_optimizer_state_and_training_continue_exactly(tmp_path):
+    x = points_2d(32, seed=1)
+    y = x[:, :1] ** 2
+    model = mlp_model(gradient_weight=0.0, sampler="sobol")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, shuffle=False)
+    model.save(tmp_path / "m.keras")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
+        loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 12
+    for fitted in (model, loaded):
+        fitted.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_dataset_targets_of_the_wrong_width_are_refused():
+    x = points_2d(16)
+    model = mlp_model()
+    model.compile(optimizer="adam")
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.ones((16, 2)))).batch(8)
+    with pytest.raises(ValueError, match=r"targets must have shape \(batch, 1\)"):
+        model.fit(dataset, epochs=1, verbose=0)
+    model.adapt(np.ones((16, 1)) * np.arange(16)[:, None])
+    with pytest.raises(ValueError, match=r"y must have shape \(n, 1\)"):
+        model.fit(dataset, epochs=1, verbose=0)
+
+
+def test_generators_need_an_explicit_adapt_and_trained_models_are_not_restandardised():
+    x = points_2d(16)
+    y = 100.0 + x[:, :1]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return x[8 * i : 8 * i + 8], y[8 * i : 8 * i + 8]
+
+    model = mlp_model()
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="call model.adapt\\(y\\)"):
+        model.fit(Batches(), epochs=1, verbose=0)
+    model.train_on_batch(x, (y - 100.0) * 0.0)  # trained while unadapted
+    before = model.predict(x, verbose=0)
+    with pytest.warns(UserWarning, match="trained before its output standardisation"):
+        model.fit(x, y, epochs=0, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+
+
+def test_evaluate_without_a_sampler_reports_the_gradient_term_as_nan(tmp_path):
+    model = mlp_model(sampler=lambda n, rng: kg.sampling.sample(n, BOUNDS_2D, seed=rng))
+    model.compile(optimizer="adam")
+    x = points_2d(16)
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match="not saved"):
+        model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    result = loaded.evaluate(x, x[:, :1], verbose=0, return_dict=True)
+    assert np.isnan(result["gradient_loss"]) and result["loss"] == result["data_loss"]
+
+
+def test_a_refused_sampler_leaves_the_model_as_it_was():
+    model = mlp_model(sampler="sobol", n_collocation=16)
+    before = model.collocation_points(tf.constant(2)).numpy()
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        model.set_sampler("bogus")
+    np.testing.assert_array_equal(model.collocation_points(tf.constant(2)).numpy(), before)
+    model.compile(optimizer="adam")
+    model.fit(points_2d(8), np.arange(8.0)[:, None], epochs=1, verbose=0)
+
+
+def test_host_samplers_cannot_be_combined_with_xla():
+    model = mlp_model(sampler="sobol")
+    model.compile(optimizer="adam", jit_compile=True)
+    with pytest.raises(ValueError, match="jit_compile=True"):
+        model.set_sampler(lambda n, rng: kg.sampling.sample(n, BOUNDS_2D, seed=rng))
+    assert model.supports_jit
+    host = mlp_model(sampler=lambda n, rng: kg.sampling.sample(n, BOUNDS_2D, seed=rng))
+    assert host.supports_jit is False  # so jit_compile="auto" never picks XLA for it
+
+
+@pytest.mark.parametrize("policy", ["float64", "mixed_float16"])
+def test_training_under_other_dtype_policies(policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = kg.GradINN(kg.mlp(2, 1, width=8, depth=1), kg.priors.smooth(2, 1, width=4),
+                           bounds=BOUNDS_2D, n_collocation=16, gradient_weight=0.1)
+        model.compile(optimizer="adam")
+        x = points_2d(16)
+        history = model.fit(x, x[:, :1], epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        assert np.isfinite(history.history["gradient_loss"]).all()
+        assert model.predict_gradient(x).shape == (16, 1, 2)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_keras_summary_and_export_see_a_built_model(tmp_path):
+    model = mlp_model()
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("mlp" in line for line in lines)
+    model.export(str(tmp_path / "plain"), format="tf_saved_model", verbose=False)
+    assert (tmp_path / "plain" / "saved_model.pb").is_file()
+
+
+def test_one_dimensional_inputs_have_a_jacobian_of_rank_three():
+    model = kg.GradINN(kg.mlp(1, 2, width=4, depth=1), "smooth", bounds=[(0.0, 2.0)],
+                       n_collocation=8)
+    x = np.array([0.5, 1.0, 1.5])
+    y, jacobian = model.value_and_jacobian(x)
+    assert tuple(y.shape) == (3, 2) and tuple(jacobian.shape) == (3, 2, 1)
+    np.testing.assert_allclose(jacobian.numpy(), model.predict_gradient(x), rtol=1e-6)
+    model.set_sampler(np.linspace(0.0, 2.0, 20))  # 1-D points are fine when d = 1
+
+
+def test_gradient_weight_changes_take_effect_and_are_checked():
+    x = points_2d(16)
+    model = mlp_model(gradient_weight=0.0)
+    model.compile(optimizer="adam")
+    assert model.fit(x, x[:, :1], epochs=1, verbose=0).history["gradient_loss"] == [0.0]
+    model.gradient_weight = 1.0
+    assert model.fit(x, x[:, :1], epochs=1, verbose=0).history["gradient_loss"][0] > 0
+    with pytest.raises(ValueError, match="gradient_weight must be finite"):
+        model.gradient_weight = float("inf")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**40, "a", 1.5])
+def test_bad_seeds_are_refused(seed):
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        mlp_model(seed=seed)
