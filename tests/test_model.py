@@ -335,6 +335,9 @@ def test_callable_sampler_is_not_saved_and_must_be_set_again(tmp_path):
         model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # Without a sampler the gradient term cannot be evaluated: NaN, left out of the loss.
+    result = loaded.evaluate(x, x[:, :1], verbose=0, return_dict=True)
+    assert np.isnan(result["gradient_loss"]) and result["loss"] == result["data_loss"]
     with pytest.raises(ValueError, match="set_sampler"):
         loaded.fit(x, x[:, :1], epochs=1, verbose=0)
     loaded.set_sampler("uniform")
@@ -520,18 +523,6 @@ def test_generators_need_an_explicit_adapt_and_trained_models_are_not_restandard
     with pytest.warns(UserWarning, match="trained before its output standardisation"):
         model.fit(x, y, epochs=0, verbose=0)
     np.testing.assert_array_equal(model.predict(x, verbose=0), before)
-
-
-def test_evaluate_without_a_sampler_reports_the_gradient_term_as_nan(tmp_path):
-    model = mlp_model(sampler=lambda n, rng: kg.sampling.sample(n, BOUNDS_2D, seed=rng))
-    model.compile(optimizer="adam")
-    x = points_2d(16)
-    model.fit(x, x[:, :1], epochs=1, verbose=0)
-    with pytest.warns(UserWarning, match="not saved"):
-        model.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
-    result = loaded.evaluate(x, x[:, :1], verbose=0, return_dict=True)
-    assert np.isnan(result["gradient_loss"]) and result["loss"] == result["data_loss"]
 
 
 def test_a_refused_sampler_leaves_the_model_as_it_was():
