@@ -12,13 +12,14 @@ when an export or a plot is made.
 
 from keras_gradinn import export, priors, sampling
 from keras_gradinn.jacobian import value_and_jacobian
-from keras_gradinn.model import GradINN
+from keras_gradinn.model import GradINN, NonFiniteLossError
 from keras_gradinn.networks import mlp
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GradINN",
+    "NonFiniteLossError",
     "__version__",
     "export",
     "mlp",

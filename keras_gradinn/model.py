@@ -16,7 +16,7 @@ from keras_gradinn import sampling
 from keras_gradinn.jacobian import dense_value_and_jacobian, value_and_jacobian
 from keras_gradinn.networks import positive_int
 
-__all__ = ["GradINN"]
+__all__ = ["GradINN", "NonFiniteLossError"]
 
 Sampler = Callable[[int, np.random.Generator], np.ndarray]
 
@@ -49,6 +49,40 @@ def _finite_array(value: Any, label: str) -> np.ndarray:
             f"{label} contains NaN or inf in {rows.size} row(s), first row {int(rows[0])}"
         )
     return array
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a non-finite loss or update; the weights were restored."""
+
+
+# Which part of a step went non-finite, as recorded by `GradINN._guard`.
+_NONFINITE_TERMS = {1: "data_loss", 2: "gradient_loss", 3: "data_loss and gradient_loss",
+                    4: "weight update (the losses were finite, their gradients were not)"}
+
+
+def _unsaved_variable(value, dtype=None) -> tf.Variable:
+    # A plain TF variable: Keras neither saves nor lists it among the weights.
+    # Replicas hold equal copies, so the first replica's write is the value.
+    return tf.Variable(value, dtype=dtype, trainable=False,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+class _NonFiniteGuard(keras.callbacks.Callback):
+    """Stops `fit` at the first non-finite step, whose update the model undid."""
+
+    def on_train_begin(self, logs=None):
+        self.model._nonfinite_step.assign(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model._nonfinite_step.numpy())
+        if step:
+            term = _NONFINITE_TERMS[int(self.model._nonfinite_code.numpy())]
+            self.model.stop_training = True
+            raise NonFiniteLossError(
+                f"training stopped at step {step}: the {term} became NaN or infinite; "
+                f"the weights are restored to those before that step. Lower the learning "
+                f"rate or the gradient_weight, and compile again before training further"
+            )
 
 
 @keras.saving.register_keras_serializable(package="keras_gradinn")
@@ -199,6 +233,10 @@ class GradINN(keras.Model):
         self.data_loss_tracker = keras.metrics.Mean(name="data_loss")
         self.gradient_loss_tracker = keras.metrics.Mean(name="gradient_loss")
         self._jacobian_function = None
+        self._guarded = list(network.weights) + list(prior.weights)
+        self._backups = [_unsaved_variable(v.numpy()) for v in self._guarded]
+        self._nonfinite_step = _unsaved_variable(0, tf.int64)
+        self._nonfinite_code = _unsaved_variable(0, tf.int64)
         self.set_sampler(sampler, contains=contains)
         # One call records the input shape, as Keras' export and summary expect.
         self(np.zeros((1, d), dtype="float32"))
@@ -609,14 +647,56 @@ class GradINN(keras.Model):
             for v, g in zip(variables, tape.gradient(scaled_loss, variables))
         ]
 
-        # Update weights
+        # Update weights; a non-finite step is undone at once (see `_guard`).
+        finite_loss = tf.logical_and(tf.math.is_finite(data_loss), tf.math.is_finite(gradient_loss))
+        self._back_up(finite_loss)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.collocation_step.assign_add(1)
+        self._guard(data_loss, gradient_loss, gradients)
 
         # Update metrics
         return self._update_metrics(
             x, y, z, t_pred, sample_weight, (data_loss, gradient_loss, loss)
         )
+
+    @staticmethod
+    def _restorable() -> bool:
+        # Replicated weights can only be written through the optimizer's
+        # cross-replica updates, so under a strategy the guard only reports.
+        return tf.distribute.get_strategy().num_replicas_in_sync == 1
+
+    def _back_up(self, when=True) -> None:
+        if self._restorable():
+            for v, b in zip(self._guarded, self._backups):
+                b.assign(tf.where(when, v, b))
+
+    def _guard(self, data_loss, gradient_loss, gradients) -> None:
+        """Restores the last weights whose loss was finite after a non-finite step.
+
+        The step backs the weights up before updating them whenever their
+        loss is finite; a step whose loss or update is not finite puts the
+        backup back. Records the first such step and which term caused it;
+        the `_NonFiniteGuard` callback that `fit` adds turns that into an error.
+        Under a distribution strategy the step is reported but not undone.
+        """
+        bad_data = tf.logical_not(tf.math.is_finite(data_loss))
+        bad_gradient = tf.logical_not(tf.math.is_finite(gradient_loss))
+        bad_update = tf.logical_not(
+            tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        )
+        code = tf.cast(bad_data, tf.int64) + 2 * tf.cast(bad_gradient, tf.int64)
+        code = tf.where(tf.logical_and(bad_update, tf.equal(code, 0)), tf.constant(4, tf.int64), code)
+
+        # Plain conditional writes: a `tf.cond` around replicated variables
+        # would need a cross-replica synchronisation inside control flow.
+        bad = tf.not_equal(code, 0)
+        if self._restorable():
+            for v, b in zip(self._guarded, self._backups):
+                v.assign(tf.where(bad, b, v))
+        first = tf.logical_and(bad, tf.equal(self._nonfinite_step, 0))
+        step = tf.cast(self.collocation_step, tf.int64)
+        self._nonfinite_step.assign(tf.where(first, step, self._nonfinite_step))
+        self._nonfinite_code.assign(tf.where(first, code, self._nonfinite_code))
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -716,6 +796,8 @@ class GradINN(keras.Model):
                 arguments["validation_data"] = (*checked, *validation[2:])
         if not self.adapted:
             self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
+        arguments["callbacks"] = [*(arguments.get("callbacks") or []), _NonFiniteGuard()]
+        self._back_up()  # weights set since the last fit (set_weights, load) are the fallback
         return super().fit(*bound.args[1:], **bound.kwargs)
 
     def _adapt_before_fit(self, x, y, validation_split: float) -> None:

@@ -596,3 +596,19 @@ def test_gradient_weight_changes_take_effect_and_are_checked():
 def test_bad_seeds_are_refused(seed):
     with pytest.raises(ValueError, match="seed must be an integer"):
         mlp_model(seed=seed)
+
+
+def test_a_diverging_run_stops_naming_the_step_and_term_and_keeps_finite_weights(tmp_path):
+    x = points_2d(64, seed=1)
+    y = 50.0 * np.sin(3 * x[:, :1]) * x[:, 1:]
+    model = mlp_model(gradient_weight=1.0)
+    model.compile(optimizer=keras.optimizers.SGD(1e4))
+    with pytest.raises(kg.NonFiniteLossError,
+                       match=r"training stopped at step \d+: the (data_loss|gradient_loss)"):
+        model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+    assert np.isfinite(model.predict_gradient(x)).all()
+    model.save(tmp_path / "m.keras")
+    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    assert np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"]).all()
