@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+import pathlib
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -862,6 +864,27 @@ class GradINN(keras.Model):
         return np.concatenate(parts, axis=0)
 
     # ----------------------------------------------------------- serialisation
+
+    def save(self, filepath, overwrite: bool = True, **kwargs) -> None:
+        """`keras.Model.save`, written to a temporary sibling and renamed into place.
+
+        A failure part-way through (a full disk, an interrupted process)
+        leaves any previous file at `filepath` untouched. With
+        `overwrite=False` an existing file raises `FileExistsError`.
+        """
+        path = pathlib.Path(filepath)
+        if path.suffix != ".keras":
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{str(path)!r} exists and overwrite=False")
+        staging = path.with_name(f".{path.stem}.partial-{os.getpid()}-{id(self)}.keras")
+        try:
+            super().save(staging, overwrite=True, **kwargs)
+            os.replace(staging, path)
+        finally:
+            if staging.exists():
+                staging.unlink()
+
 
     def get_config(self):
         config = super().get_config()

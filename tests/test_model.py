@@ -612,3 +612,89 @@ def test_a_diverging_run_stops_naming_the_step_and_term_and_keeps_finite_weights
     model.save(tmp_path / "m.keras")
     model.compile(optimizer=keras.optimizers.Adam(1e-4))
     assert np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"]).all()
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "surrogate.keras"
+    model = mlp_model()
+    model.save(path)
+    before = path.read_bytes()
+
+    def disk_full(self, store):
+        raise OSError("No space left on device")
+
+    # The network's weights are written after the configuration: a failure there
+    # is a failure in the middle of writing the archive.
+    monkeypatch.setattr(keras.layers.Dense, "save_own_variables", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        mlp_model(m=1, gradient_weight=0.5).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["surrogate.keras"]
+    with pytest.raises(FileExistsError):
+        model.save(path, overwrite=False)
+
+
+def _smuggle(path, edit):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+def _first_dense(config):
+    return next(layer for layer in config["config"]["network"]["config"]["layers"]
+                if layer["class_name"] == "Dense")
+
+
+@pytest.mark.parametrize(
+    "edit, error, message",
+    [
+        (lambda c: _first_dense(c).update(
+            class_name="Lambda", module="keras.layers",
+            config={"name": "hidden_0", "function": {"class_name": "__lambda__", "config": {
+                "code": "4wEAAAAAAAAAAAAAAAEAAAADAAAAQwAAAHMEAAAAfABTACkBTqkAKQHaAXhyAQAAAHIBAAAA+gg8c3RkaW4+2gg8bGFtYmRhPgEAAADzAAAAAA==",
+                "defaults": None, "closure": None}}}),
+         ValueError, "unsafe"),
+        (lambda c: _first_dense(c).update(class_name="EvilLayer", module="evil.module"),
+         TypeError, "EvilLayer"),
+    ],
+    ids=["lambda", "unknown-class"],
+)
+def test_safe_loading_refuses_smuggled_code(tmp_path, edit, error, message):
+    path = tmp_path / "m.keras"
+    mlp_model().save(path)
+    _smuggle(path, edit)
+    with pytest.raises(error, match=message):
+        keras.models.load_model(path, safe_mode=True)
+
+
+REPRODUCE = textwrap.dedent(
+    """
+    import hashlib, json, numpy as np, keras, keras_gradinn as kg
+    keras.utils.set_random_seed(5)
+    x = np.random.default_rng(0).uniform(0, 1, (40, 2)); y = np.sin(4 * x[:, :1]) + x[:, 1:]
+    model = kg.GradINN(kg.mlp(2, 1, width=16, depth=2), "smooth", bounds=[(0, 1), (0, 1)],
+                       n_collocation=64)
+    model.compile(optimizer="adam")
+    history = model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+    print(json.dumps({"weights": digest, "history": history.history}))
+    """
+)
+
+
+def test_the_same_seed_gives_bit_identical_results_in_two_processes():
+    runs = [
+        subprocess.run([sys.executable, "-c", REPRODUCE], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    first, second = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
+    assert first == second
