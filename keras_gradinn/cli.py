@@ -55,6 +55,10 @@ def _fit_parser(commands) -> None:
     fit.add_argument("--depth", type=int, help="network hidden layers (default 3)")
     fit.add_argument("--activation", help="network activation (default silu)")
     fit.add_argument("--n-collocation", type=int, help="collocation points per step (default 256)")
+    fit.add_argument("--checkpoint-seconds", type=float,
+                     help="checkpoint at most this often, for --resume (default 30)")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run of the same command from its last checkpoint")
     fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     fit.add_argument("--overwrite", action="store_true", help="replace a non-empty RUN_DIR")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -132,11 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "fit":
         names = ("data", "inputs", "targets", "prior", "gradient_weight", "bounds", "epochs",
                  "batch_size", "learning_rate", "validation_split", "validation", "patience",
-                 "seed", "width", "depth", "activation", "n_collocation")
+                 "seed", "width", "depth", "activation", "n_collocation", "checkpoint_seconds")
         config = commands.resolve_config(args.config, {name: getattr(args, name) for name in names})
         if args.validation is not None:
             config["validation_split"] = 0.0
-        metrics = commands.fit(config, out=args.out, overwrite=args.overwrite, quiet=args.quiet)
+        metrics = commands.fit(config, out=args.out, overwrite=args.overwrite, quiet=args.quiet,
+                               resume=args.resume)
         validation = metrics["validation_rmse"] or {}
         for name, value in metrics["train_rmse"].items():
             held = f", validation {validation[name]:.6g}" if name in validation else ""

@@ -50,12 +50,14 @@ DEFAULTS: dict[str, Any] = {
     "activation": "silu",
     "n_collocation": 256,
     "sampler": "sobol",
+    "checkpoint_seconds": 30.0,
 }
 _TYPES = {
     "data": str, "inputs": list, "targets": list, "prior": str, "gradient_weight": float,
     "bounds": str, "epochs": int, "batch_size": int, "learning_rate": float,
     "validation_split": float, "validation": str, "patience": int, "seed": int, "width": int,
     "depth": int, "activation": str, "n_collocation": int, "sampler": str,
+    "checkpoint_seconds": float,
 }
 
 
@@ -108,6 +110,7 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
         (config["patience"] >= 1, "patience must be >= 1"),
         (config["n_collocation"] >= 1, "n-collocation must be >= 1"),
         (config["width"] >= 1 and config["depth"] >= 1, "width and depth must be >= 1"),
+        (config["checkpoint_seconds"] >= 0, "checkpoint-seconds must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -182,16 +185,37 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "python": sys.version.split()[0]}
 
 
+def _checkpoint_dir(out: pathlib.Path) -> pathlib.Path:
+    return out.parent / f".{out.name}.checkpoint"
+
+
 def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = False,
-        quiet: bool = False) -> dict[str, Any]:
+        quiet: bool = False, resume: bool = False) -> dict[str, Any]:
     """Trains a surrogate from a data file and writes a complete run directory.
 
     `out` receives `model.keras`, `metrics.json`, `config.toml` (the resolved
     configuration, to repeat the run) and `parity.png`, `loss.png`,
-    `slices.png`. Returns the metrics.
+    `slices.png`. While training, checkpoints go to the hidden sibling
+    `.<out>.checkpoint/` (at most every `checkpoint_seconds`); with `resume`,
+    an interrupted run of the same configuration continues from the last
+    one and ends with the weights the uninterrupted run would have had.
+    The training rows are shuffled once with the seed and keep that batch
+    order every epoch, which is what makes resuming exact. Returns the
+    metrics.
     """
     out = pathlib.Path(out)
     _prepare_run_dir(out, overwrite)
+    checkpoint_dir = _checkpoint_dir(out)
+    from keras_gradinn import checkpoints
+
+    if resume:
+        saved = checkpoint_dir / "config.json"
+        if checkpoints.latest(checkpoint_dir) is None or not saved.is_file():
+            raise CommandError(f"{out}: there is no interrupted run to resume "
+                               f"(no checkpoint in {checkpoint_dir})")
+        if json.loads(saved.read_text()) != config:
+            raise CommandError(f"{out}: the interrupted run used a different configuration; "
+                               f"rerun it with the same options, or without --resume")
     table = data_lib.read_table(config["data"])
     x = table.columns(config["inputs"], "inputs")
     y = table.columns(config["targets"], "targets")
@@ -206,6 +230,8 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
     else:
         x_train, y_train, x_val, y_val = x, y, None, None
+    order = np.random.default_rng([config["seed"], 1]).permutation(len(x_train))
+    x_train, y_train = x_train[order], y_train[order]
     if len(x_train) < d + 1:
         raise CommandError(
             f"{table.path}: {len(x_train)} training rows for {d} inputs; need at least {d + 1}"
@@ -232,17 +258,29 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
                        input_labels=config["inputs"], output_labels=config["targets"])
     model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
-    callbacks = []
-    validation = None
+    validation, stopper = None, None
     if x_val is not None:
         validation = (x_val, y_val)
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config["patience"], restore_best_weights=True))
+        stopper = checkpoints.ResumableEarlyStopping(
+            monitor="val_loss", patience=config["patience"], restore_best_weights=True)
+    model.adapt(y_train)
+    initial_epoch, earlier = 0, {}
+    if resume:
+        initial_epoch, earlier = checkpoints.restore(
+            model, checkpoints.latest(checkpoint_dir), stopper)
+    else:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        checkpoint_dir.mkdir(parents=True)
+        (checkpoint_dir / "config.json").write_text(json.dumps(config))
+    saver = checkpoints.Checkpointer(checkpoint_dir, seconds=config["checkpoint_seconds"],
+                                     early_stopping=stopper, history=earlier)
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, epochs=config["epochs"], batch_size=config["batch_size"],
-                        validation_data=validation, callbacks=callbacks,
-                        verbose=0 if quiet else 1)
+    model.fit(x_train, y_train, epochs=config["epochs"], batch_size=config["batch_size"],
+              validation_data=validation, shuffle=False, initial_epoch=initial_epoch,
+              callbacks=[c for c in (stopper, saver) if c is not None],
+              verbose=0 if quiet else 1)
     seconds = time.perf_counter() - start
+    history = saver.history
     final = model.evaluate(x_train, y_train, verbose=0, return_dict=True)
     metrics = {
         "train_rmse": _rmse(model, x_train, y_train),
@@ -251,9 +289,9 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         "train_gradient_loss": final["gradient_loss"],
         "n_train": len(x_train),
         "n_validation": 0 if x_val is None else len(x_val),
-        "epochs": len(history.history["loss"]),
-        "best_epoch": (int(np.argmin(history.history["val_loss"])) + 1 if x_val is not None
-                       else len(history.history["loss"])),
+        "epochs": len(history["loss"]),
+        "best_epoch": (int(np.argmin(history["val_loss"])) + 1 if x_val is not None
+                       else len(history["loss"])),
         "train_seconds": seconds,
         "versions": _versions(),
     }
@@ -273,9 +311,10 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         predictions = model.predict(x_train, verbose=0)
         held = None if x_val is None else (y_val, model.predict(x_val, verbose=0))
         plots.parity(staging / "parity.png", config["targets"], (y_train, predictions), held)
-        plots.loss_curves(staging / "loss.png", history.history)
+        plots.loss_curves(staging / "loss.png", history)
         plots.slices(staging / "slices.png", model, np.median(x_train, axis=0), x_train)
         _commit_dir(staging, out)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return metrics

@@ -274,3 +274,43 @@ def test_friedman_example_runs_end_to_end():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test RMSE: value" in result.stdout
     assert "reloaded predictions identical: True" in result.stdout
+
+
+def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path):
+    import signal
+    import time
+
+    data = measurements(tmp_path / "data.csv", n=60)
+    args = ["fit", data, "--inputs", "a,b", "--targets", "u", "--epochs", "120", "--width", "16",
+            "--depth", "2", "--n-collocation", "32", "--checkpoint-seconds", "0", "--quiet"]
+    assert cli(*args, "--out", tmp_path / "whole").returncode == 0
+
+    checkpoint = tmp_path / ".killed.checkpoint"
+    process = subprocess.Popen([str(SCRIPT), *map(str, args), "--out", str(tmp_path / "killed")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.monotonic() + 240
+    while not any(int(p.name[6:]) >= 5 for p in checkpoint.glob("epoch-*")):
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed").exists()  # no half-written run directory
+
+    resumed = cli(*args, "--out", tmp_path / "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not checkpoint.exists()
+    whole = keras.models.load_model(tmp_path / "whole" / "model.keras")
+    again = keras.models.load_model(tmp_path / "killed" / "model.keras")
+    for a, b in zip(whole.get_weights(), again.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text())
+               for run in ("whole", "killed")]
+    assert metrics[0]["epochs"] == metrics[1]["epochs"]
+    assert metrics[0]["validation_rmse"] == metrics[1]["validation_rmse"]
+
+
+def test_resume_without_an_interrupted_run_is_refused(tmp_path, main_in_process):
+    data = measurements(tmp_path / "data.csv")
+    result = main_in_process("fit", data, "--inputs", "a,b", "--targets", "u", "--out",
+                             tmp_path / "run", "--resume", *TINY)
+    assert_clean_failure(result, "there is no interrupted run to resume")
