@@ -8,6 +8,7 @@ target and renamed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -111,6 +112,7 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
         (config["n_collocation"] >= 1, "n-collocation must be >= 1"),
         (config["width"] >= 1 and config["depth"] >= 1, "width and depth must be >= 1"),
         (config["checkpoint_seconds"] >= 0, "checkpoint-seconds must be >= 0"),
+        (0 <= config["seed"] < 2**31, "seed must be in [0, 2**31)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -244,6 +246,15 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         bounds = data_lib.auto_bounds(everything, config["inputs"])
     else:
         bounds = data_lib.read_bounds(config["bounds"], config["inputs"])
+        for label, values in (("training", x_train), ("validation", x_val)):
+            if values is None:
+                continue
+            outside = np.flatnonzero(np.any((values < bounds[:, 0]) | (values > bounds[:, 1]), 1))
+            if outside.size:
+                raise CommandError(
+                    f"{outside.size} {label} row(s) lie outside the bounds in "
+                    f"{config['bounds']}, e.g. {dict(zip(config['inputs'], values[outside[0]]))}"
+                )
 
     import keras
 
@@ -268,17 +279,27 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
     if resume:
         initial_epoch, earlier = checkpoints.restore(
             model, checkpoints.latest(checkpoint_dir), stopper)
-    else:
+    created = [p for p in (checkpoint_dir, *checkpoint_dir.parents) if not p.exists()]
+    if not resume:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         checkpoint_dir.mkdir(parents=True)
         (checkpoint_dir / "config.json").write_text(json.dumps(config))
     saver = checkpoints.Checkpointer(checkpoint_dir, seconds=config["checkpoint_seconds"],
                                      early_stopping=stopper, history=earlier)
     start = time.perf_counter()
-    model.fit(x_train, y_train, epochs=config["epochs"], batch_size=config["batch_size"],
-              validation_data=validation, shuffle=False, initial_epoch=initial_epoch,
-              callbacks=[c for c in (stopper, saver) if c is not None],
-              verbose=0 if quiet else 1)
+    try:
+        model.fit(x_train, y_train, epochs=config["epochs"], batch_size=config["batch_size"],
+                  validation_data=validation, shuffle=False, initial_epoch=initial_epoch,
+                  callbacks=[c for c in (stopper, saver) if c is not None],
+                  verbose=0 if quiet else 1)
+    except Exception:
+        # A run that failed (rather than being interrupted) cannot be resumed
+        # into anything better: leave nothing behind.
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        for directory in created[1:]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
     seconds = time.perf_counter() - start
     history = saver.history
     final = model.evaluate(x_train, y_train, verbose=0, return_dict=True)

@@ -6,6 +6,7 @@ import csv
 import difflib
 import math
 import pathlib
+import zipfile
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def read_table(path: str | pathlib.Path) -> Table:
             with np.load(path, allow_pickle=False) as archive:
                 names = _check_names(list(archive.files), path)
                 arrays = [np.asarray(archive[name]) for name in names]
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise DataError(f"{path}: not a readable NPZ file ({error})") from None
         if not arrays or any(a.ndim != 1 or len(a) != len(arrays[0]) for a in arrays):
             raise DataError(f"{path}: an NPZ table needs 1-D arrays of equal length, one per column")

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import pathlib
 import shutil
@@ -57,6 +58,14 @@ def _check_model(model: Any) -> GradINN:
     if not isinstance(model, GradINN):
         raise TypeError(f"model must be a keras_gradinn.GradINN; got {type(model).__name__}")
     return model
+
+
+def _check_tolerances(atol: float, rtol: float) -> None:
+    for label, value in (("atol", atol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            math.isfinite(value) and value >= 0
+        ):
+            raise ValueError(f"{label} must be finite and >= 0; got {value!r}")
 
 
 def _input_spec(model: GradINN) -> tf.TensorSpec:
@@ -161,6 +170,7 @@ def to_saved_model(
         >>> path = to_saved_model(model, "serving/friedman")  # serving/friedman/1
     """
     model = _check_model(model)
+    _check_tolerances(atol, rtol)
     if not str(base_dir):
         raise ValueError("base_dir must be a directory path; got an empty string")
     base = pathlib.Path(base_dir).expanduser()
@@ -306,6 +316,7 @@ def to_onnx(
         The written path.
     """
     model = _check_model(model)
+    _check_tolerances(atol, rtol)
     import onnx
 
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not (
@@ -445,6 +456,9 @@ def verify(
             difference, when they disagree or the artifact does not load.
     """
     model = _check_model(model)
+    _check_tolerances(atol, rtol)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     path = pathlib.Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist")

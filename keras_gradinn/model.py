@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import os
 import pathlib
 import warnings
@@ -29,13 +30,21 @@ _BOUNDS_SLACK = 1e-6
 
 def _is_array_like(value: Any) -> bool:
     return value is not None and not isinstance(value, (tf.data.Dataset, dict, str)) and (
-        isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "__array__")
+        isinstance(value, (np.ndarray, list, tuple, numbers.Number))
+        or hasattr(value, "__array__")
     )
 
 
 def _finite_array(value: Any, label: str) -> np.ndarray:
+    raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if raw.dtype.kind in "USO" and (
+        raw.dtype.kind != "O" or any(not isinstance(v, numbers.Real) for v in raw.flat)
+    ):
+        raise ValueError(f"{label} must be numeric; got values of type {raw.dtype}")
+    if raw.dtype.kind == "c":
+        raise ValueError(f"{label} must be real numbers; got complex values")
     try:
-        array = np.asarray(value, dtype=np.float64)
+        array = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"{label} must be a numeric array with rows of equal length; got "
@@ -179,6 +188,13 @@ class GradINN(keras.Model):
     ):
         super().__init__(**kwargs)
         self.bounds = sampling.as_bounds(bounds)
+        if not np.all(np.isfinite(self.bounds.astype(np.float32))) or not np.all(
+            np.isfinite(np.float32(self.bounds[:, 1] - self.bounds[:, 0]))
+        ):
+            raise ValueError(
+                f"bounds must fit in float32 (|value| and width below 3.4e38); got "
+                f"{self.bounds.tolist()}"
+            )
         d = len(self.bounds)
         n_collocation = positive_int(n_collocation, "n_collocation")
         if seed is None:
@@ -455,8 +471,15 @@ class GradINN(keras.Model):
 
     def _host_points(self, seed: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng([int(s) for s in seed])
-        points = self._host_sampler(self.n_collocation, rng)
-        checked = self._check_sampled(points, "sampler output", self.n_collocation, self._contains)
+        try:
+            points = self._host_sampler(self.n_collocation, rng)
+            checked = self._check_sampled(
+                points, "sampler output", self.n_collocation, self._contains
+            )
+        except Exception as error:
+            # TensorFlow wraps errors raised here; `fit` re-raises this one.
+            self._host_error = error
+            raise
         return self._to_unit_box(checked)
 
     def collocation_points(self, step: Any = None) -> tf.Tensor:
@@ -748,6 +771,9 @@ class GradINN(keras.Model):
             mean, std = targets.mean(axis=0), targets.std(axis=0)
         if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)):
             raise ValueError("y contains NaN or inf")
+        if not (np.all(np.isfinite(mean.astype(np.float32)))
+                and np.all(np.isfinite(std.astype(np.float32)))):
+            raise ValueError("y is too large for float32 (mean or spread above 3.4e38); rescale it")
         flat = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
         if flat.any():
             warnings.warn(
@@ -777,6 +803,8 @@ class GradINN(keras.Model):
         bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
         arguments = bound.arguments
         x, y = arguments.get("x"), arguments.get("y")
+        if x is None:
+            raise ValueError("fit needs training inputs x; got None")
         if _is_array_like(x):
             x, y = self._check_xy(x, y, "")
             if y is None:
@@ -800,7 +828,13 @@ class GradINN(keras.Model):
             self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
         arguments["callbacks"] = [*(arguments.get("callbacks") or []), _NonFiniteGuard()]
         self._back_up()  # weights set since the last fit (set_weights, load) are the fallback
-        return super().fit(*bound.args[1:], **bound.kwargs)
+        self._host_error = None
+        try:
+            return super().fit(*bound.args[1:], **bound.kwargs)
+        except tf.errors.OpError:
+            if self._host_error is not None:
+                raise self._host_error from None
+            raise
 
     def _adapt_before_fit(self, x, y, validation_split: float) -> None:
         if int(keras.ops.convert_to_numpy(self.collocation_step)) > 0:
@@ -835,6 +869,8 @@ class GradINN(keras.Model):
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict` in user units; warns about out-of-bounds rows."""
+        if x is None:
+            raise ValueError("predict needs inputs x; got None")
         if _is_array_like(x):
             x = self._check_points(x, "x", strict=False)
         return super().predict(x, *args, **kwargs)
