@@ -253,7 +253,8 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
             if outside.size:
                 raise CommandError(
                     f"{outside.size} {label} row(s) lie outside the bounds in "
-                    f"{config['bounds']}, e.g. {dict(zip(config['inputs'], values[outside[0]]))}"
+                    f"{config['bounds']}, e.g. "
+                    + ", ".join(f"{n}={v:g}" for n, v in zip(config["inputs"], values[outside[0]]))
                 )
 
     import keras
@@ -367,6 +368,8 @@ def _write_csv_atomically(path: pathlib.Path, header: list[str], rows: np.ndarra
 
     if not path.parent.is_dir():
         raise CommandError(f"{path.parent}: no such directory")
+    if path.is_dir():
+        raise CommandError(f"{path}: is a directory; give a file name for --out")
     handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
     try:
         with os.fdopen(handle, "w", newline="") as stream:

@@ -36,7 +36,13 @@ def _is_array_like(value: Any) -> bool:
 
 
 def _finite_array(value: Any, label: str) -> np.ndarray:
-    raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    try:
+        raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{label} must be a numeric array with rows of equal length; got "
+            f"{type(value).__name__}"
+        ) from error
     if raw.dtype.kind in "USO" and (
         raw.dtype.kind != "O" or any(not isinstance(v, numbers.Real) for v in raw.flat)
     ):
@@ -188,9 +194,10 @@ class GradINN(keras.Model):
     ):
         super().__init__(**kwargs)
         self.bounds = sampling.as_bounds(bounds)
-        if not np.all(np.isfinite(self.bounds.astype(np.float32))) or not np.all(
-            np.isfinite(np.float32(self.bounds[:, 1] - self.bounds[:, 0]))
-        ):
+        with np.errstate(over="ignore"):
+            as_float32 = np.append(self.bounds, self.bounds[:, 1:] - self.bounds[:, :1], 1)
+            fits = np.all(np.isfinite(as_float32.astype(np.float32)))
+        if not fits:
             raise ValueError(
                 f"bounds must fit in float32 (|value| and width below 3.4e38); got "
                 f"{self.bounds.tolist()}"
@@ -770,9 +777,10 @@ class GradINN(keras.Model):
                 )
             mean, std = targets.mean(axis=0), targets.std(axis=0)
         if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)):
-            raise ValueError("y contains NaN or inf")
-        if not (np.all(np.isfinite(mean.astype(np.float32)))
-                and np.all(np.isfinite(std.astype(np.float32)))):
+            raise ValueError("y is too large to standardise (its mean or spread overflows)")
+        with np.errstate(over="ignore"):
+            fits = np.all(np.isfinite(np.append(mean, std).astype(np.float32)))
+        if not fits:
             raise ValueError("y is too large for float32 (mean or spread above 3.4e38); rescale it")
         flat = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
         if flat.any():
