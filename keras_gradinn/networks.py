@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-__all__ = ["layer_seeds", "mlp", "positive_int"]
+__all__ = ["dense_stack", "layer_seeds", "mlp", "positive_int"]
 
 
 def positive_int(value, label: str) -> int:
@@ -72,19 +72,35 @@ def mlp(
         for value, label in ((input_dim, "input_dim"), (output_dim, "output_dim"),
                              (width, "width"), (depth, "depth"))
     )
+    return dense_stack(input_dim, output_dim, width=width, depth=depth, activation=activation,
+                       initializer=keras.initializers.GlorotUniform, seed=seed,
+                       names=("x", "output"), name=name)
+
+
+def dense_stack(
+    input_dim: int,
+    output_dim: int,
+    *,
+    width: int,
+    depth: int,
+    activation: str,
+    initializer: type[keras.initializers.Initializer],
+    seed: int | None,
+    names: tuple[str, str],
+    name: str,
+) -> keras.Model:
+    """`depth` hidden Dense layers and a linear output layer, each seeded independently.
+
+    `names` are the names of the input and of the output layer; hidden layers
+    are `hidden_0`, `hidden_1`, ...
+    """
     seeds = layer_seeds(seed, depth + 1)
-    inputs = keras.Input(shape=(input_dim,), name="x")
+    inputs = keras.Input(shape=(input_dim,), name=names[0])
     h = inputs
     for i in range(depth):
-        h = keras.layers.Dense(
-            width,
-            activation=activation,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[i]),
-            name=f"hidden_{i}",
-        )(h)
-    outputs = keras.layers.Dense(
-        output_dim,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[depth]),
-        name="output",
-    )(h)
+        h = keras.layers.Dense(width, activation=activation,
+                               kernel_initializer=initializer(seed=seeds[i]),
+                               name=f"hidden_{i}")(h)
+    outputs = keras.layers.Dense(output_dim, kernel_initializer=initializer(seed=seeds[depth]),
+                                 name=names[1])(h)
     return keras.Model(inputs, outputs, name=name)

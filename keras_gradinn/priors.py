@@ -21,7 +21,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from keras_gradinn.networks import layer_seeds, positive_int
+from keras_gradinn.networks import dense_stack, layer_seeds, positive_int
 from keras_gradinn.sampling import unit_points
 
 __all__ = [
@@ -220,20 +220,10 @@ def smooth(
     d, m = _check_dims(input_dim, output_dim)
     width, depth = positive_int(width, "width"), positive_int(depth, "depth")
     initial_scale = _check_scale(initial_scale)
-    seeds = layer_seeds(seed, depth + 1)
-    inputs = keras.Input(shape=(d,), name="z")
-    h = inputs
-    for i in range(depth):
-        h = keras.layers.Dense(
-            width,
-            activation=activation,
-            kernel_initializer=keras.initializers.LecunNormal(seed=seeds[i]),
-            name=f"hidden_{i}",
-        )(h)
-    outputs = keras.layers.Dense(
-        m * d, kernel_initializer=keras.initializers.LecunNormal(seed=seeds[depth]), name="field"
-    )(h)
-    return _rescale_field(keras.Model(inputs, outputs, name=name), initial_scale)
+    model = dense_stack(d, m * d, width=width, depth=depth, activation=activation,
+                        initializer=keras.initializers.LecunNormal, seed=seed,
+                        names=("z", "field"), name=name)
+    return _rescale_field(model, initial_scale)
 
 
 def oscillatory(
