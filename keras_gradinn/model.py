@@ -16,56 +16,18 @@ import tensorflow as tf
 
 from keras_gradinn import priors as priors_lib
 from keras_gradinn import sampling
+from keras_gradinn.collocation import Collocation, Sampler
 from keras_gradinn.jacobian import dense_value_and_jacobian, value_and_jacobian
 from keras_gradinn.networks import positive_int
+from keras_gradinn.validation import finite_array, outside
 
 __all__ = ["GradINN", "NonFiniteLossError"]
-
-Sampler = Callable[[int, np.random.Generator], np.ndarray]
-
-# Relative slack when checking that points lie inside the bounds, so values
-# written to a CSV and read back at the boundary are not rejected.
-_BOUNDS_SLACK = 1e-6
-
 
 def _is_array_like(value: Any) -> bool:
     return value is not None and not isinstance(value, (tf.data.Dataset, dict, str)) and (
         isinstance(value, (np.ndarray, list, tuple, numbers.Number))
         or hasattr(value, "__array__")
     )
-
-
-def _finite_array(value: Any, label: str) -> np.ndarray:
-    try:
-        raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{label} must be a numeric array with rows of equal length; got "
-            f"{type(value).__name__}"
-        ) from error
-    if raw.dtype.kind in "USO" and (
-        raw.dtype.kind != "O" or any(not isinstance(v, numbers.Real) for v in raw.flat)
-    ):
-        raise ValueError(f"{label} must be numeric; got values of type {raw.dtype}")
-    if raw.dtype.kind == "c":
-        raise ValueError(f"{label} must be real numbers; got complex values")
-    try:
-        array = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{label} must be a numeric array with rows of equal length; got "
-            f"{type(value).__name__}"
-        ) from error
-    if array.ndim == 0:
-        raise ValueError(f"{label} must be an array of rows; got a scalar")
-    if array.size == 0:
-        raise ValueError(f"{label} is empty; got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        rows = np.flatnonzero(~np.all(np.isfinite(array.reshape(len(array), -1)), axis=1))
-        raise ValueError(
-            f"{label} contains NaN or inf in {rows.size} row(s), first row {int(rows[0])}"
-        )
-    return array
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -332,7 +294,7 @@ class GradINN(keras.Model):
         return names
 
     def _check_points(self, x: Any, label: str, *, strict: bool) -> np.ndarray:
-        array = _finite_array(x, label)
+        array = finite_array(x, label)
         if array.ndim == 1 and self.input_dim == 1:
             array = array[:, None]
         if array.ndim != 2 or array.shape[1] != self.input_dim:
@@ -358,12 +320,10 @@ class GradINN(keras.Model):
         return self._outside(np.asarray(x, dtype=np.float64).reshape(-1, self.input_dim))
 
     def _outside(self, x: np.ndarray) -> np.ndarray:
-        slack = _BOUNDS_SLACK * (self.bounds[:, 1] - self.bounds[:, 0])
-        low, high = self.bounds[:, 0] - slack, self.bounds[:, 1] + slack
-        return np.any((x < low) | (x > high), axis=1)
+        return outside(self.bounds, x)
 
     def _check_targets(self, y: Any, n: int, label: str = "y") -> np.ndarray:
-        array = _finite_array(y, label)
+        array = finite_array(y, label)
         if array.ndim == 1 and self.output_dim == 1:
             array = array[:, None]
         if array.shape != (n, self.output_dim):
@@ -397,97 +357,16 @@ class GradINN(keras.Model):
         a sampler: it predicts, and `evaluate` reports `gradient_loss` as NaN
         (leaving it out of `loss`), but it cannot train with the gradient term.
         """
-        d = self.input_dim
-        if contains is not None and not callable(contains):
-            raise TypeError(f"contains must be callable; got {type(contains).__name__}")
-        pool = unit_base = host_sampler = None
-        if sampler is None:
-            mode = None
-        elif isinstance(sampler, str):
-            if sampler not in sampling.METHODS:
-                raise ValueError(
-                    f"sampler must be one of {sampling.METHODS}, an array of points "
-                    f"or a callable; got {sampler!r}"
-                )
-            if contains is not None:
-                mode = "host"
-
-                def host_sampler(n, rng):
-                    return sampling.sample(
-                        n, self.bounds, method=sampler, seed=rng, contains=contains
-                    )
-
-            elif sampler == "uniform":
-                mode = "uniform"
-            else:
-                mode = "shift"
-                unit_base = sampling.unit_points(
-                    self.n_collocation, d, method=sampler, seed=self.seed
-                ).astype("float32")
-        elif callable(sampler):
-            mode, host_sampler = "host", sampler
-        else:
-            points = self._check_sampled(sampler, "sampler points", None, contains)
-            mode, pool = "subset", self._to_unit_box(points)
-        if mode == "host":
-            if getattr(self, "jit_compile", False) is True:
-                raise ValueError(
-                    "a host-side collocation sampler (a callable sampler or a contains "
-                    "predicate) cannot run under jit_compile=True; compile without XLA"
-                )
-            # Fail now, with a clear message, rather than inside the graph.
-            probe = host_sampler(self.n_collocation, np.random.default_rng(self.seed))
-            self._check_sampled(probe, "sampler output", self.n_collocation, contains)
-        self._sampler, self._contains, self._sampler_mode = sampler, contains, mode
-        self._pool, self._unit_base, self._host_sampler = pool, unit_base, host_sampler
-        self.supports_jit = mode != "host"
+        collocation = Collocation(sampler, contains=contains, bounds=self.bounds,
+                                  n=self.n_collocation, seed=self.seed)
+        if collocation.mode == "host" and getattr(self, "jit_compile", False) is True:
+            raise ValueError(
+                "a host-side collocation sampler (a callable sampler or a contains "
+                "predicate) cannot run under jit_compile=True; compile without XLA"
+            )
+        self._collocation = collocation
+        self.supports_jit = collocation.mode != "host"
         self.train_function = self.test_function = None
-
-    def _check_sampled(
-        self, points: Any, label: str, n: int | None, contains: Callable | None
-    ) -> np.ndarray:
-        array = _finite_array(points, label)
-        if array.ndim == 1 and self.input_dim == 1:
-            array = array[:, None]
-        expected = (n if n is not None else array.shape[0], self.input_dim)
-        if array.ndim != 2 or array.shape != expected:
-            raise ValueError(
-                f"{label} must have shape {expected}; got shape {array.shape}"
-            )
-        outside = self._outside(array)
-        if contains is not None:
-            mask = np.asarray(contains(array))
-            if mask.shape != (len(array),):
-                raise ValueError(
-                    f"contains(x) must return a mask of shape ({len(array)},); "
-                    f"got shape {mask.shape}"
-                )
-            outside |= ~mask.astype(bool)
-        if outside.any():
-            row = int(np.flatnonzero(outside)[0])
-            raise ValueError(
-                f"{label} must lie inside the domain; {int(outside.sum())} point(s) "
-                f"do not, first {array[row].tolist()} (bounds {self.bounds.tolist()})"
-            )
-        return array
-
-    def _to_unit_box(self, x: np.ndarray) -> np.ndarray:
-        centre = self.bounds.mean(axis=1)
-        half_width = (self.bounds[:, 1] - self.bounds[:, 0]) / 2
-        return ((x - centre) / half_width).astype("float32")
-
-    def _host_points(self, seed: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng([int(s) for s in seed])
-        try:
-            points = self._host_sampler(self.n_collocation, rng)
-            checked = self._check_sampled(
-                points, "sampler output", self.n_collocation, self._contains
-            )
-        except Exception as error:
-            # TensorFlow wraps errors raised here; `fit` re-raises this one.
-            self._host_error = error
-            raise
-        return self._to_unit_box(checked)
 
     def collocation_points(self, step: Any = None) -> tf.Tensor:
         """The normalised collocation points of training step `step`.
@@ -496,36 +375,20 @@ class GradINN(keras.Model):
         reproducible and differ between replicas. Returns a (k, d) tensor in
         [-1, 1]^d, with `k = n_collocation` (or the pool size, if smaller).
         """
-        if self._sampler_mode is None:
+        if self._collocation.mode is None:
             raise ValueError(
                 "this model has no collocation sampler (it was built with sampler=None, "
                 "or loaded from a file that could not store a Python callable sampler or "
                 "contains predicate); call model.set_sampler(...) before training it "
                 "with gradient_weight > 0"
             )
-        return tf.cast(self._draw_points(step), self.compute_dtype)
-
-    def _draw_points(self, step: Any) -> tf.Tensor:
         step = self.collocation_step if step is None else step
         context = tf.distribute.get_replica_context()
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         replica = 0 if context is None else context.replica_id_in_sync_group
         draw = tf.cast(step, "int64") * replicas + tf.cast(replica, "int64")
         seed = tf.stack([tf.constant(self.seed, "int64"), draw])
-        n, d = self.n_collocation, self.input_dim
-        if self._sampler_mode == "uniform":
-            return tf.random.stateless_uniform((n, d), seed, minval=-1.0, maxval=1.0)
-        if self._sampler_mode == "shift":
-            shift = tf.random.stateless_uniform((1, d), seed)
-            return 2.0 * tf.math.floormod(tf.constant(self._unit_base) + shift, 1.0) - 1.0
-        if self._sampler_mode == "subset":
-            pool = tf.constant(self._pool)
-            keys = tf.random.stateless_uniform((len(self._pool),), seed)
-            chosen = tf.math.top_k(keys, k=min(n, len(self._pool))).indices
-            return tf.gather(pool, chosen)
-        points = tf.numpy_function(self._host_points, [seed], tf.float32, stateful=False)
-        points.set_shape((n, d))
-        return points
+        return tf.cast(self._collocation.draw(seed), self.compute_dtype)
 
     # ---------------------------------------------------------------- forward
 
@@ -586,7 +449,7 @@ class GradINN(keras.Model):
 
         The loss applies to standardised targets; `metrics` see user units.
         """
-        if kwargs.get("jit_compile") is True and self._sampler_mode == "host":
+        if kwargs.get("jit_compile") is True and self._collocation.mode == "host":
             raise ValueError(
                 "jit_compile=True cannot be used with a host-side collocation sampler "
                 "(a callable sampler or a contains predicate)"
@@ -612,7 +475,7 @@ class GradINN(keras.Model):
             x=z, y=t, y_pred=t_pred, sample_weight=sample_weight, training=training
         )
         data_loss = tf.cast(data_loss, tf.float32) if data_loss.dtype == tf.float16 else data_loss
-        if self.gradient_weight > 0 and (training or self._sampler_mode is not None):
+        if self.gradient_weight > 0 and (training or self._collocation.mode is not None):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             # Scaled per replica like Keras scales the compiled loss, so the
             # all-reduced gradients are those of the global mean.
@@ -769,7 +632,7 @@ class GradINN(keras.Model):
             mean = shift + total / count
             std = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
         else:
-            targets = _finite_array(y, "y")
+            targets = finite_array(y, "y")
             targets = targets.reshape(len(targets), -1)
             if targets.shape[1] != self.output_dim:
                 raise ValueError(
@@ -836,12 +699,12 @@ class GradINN(keras.Model):
             self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
         arguments["callbacks"] = [*(arguments.get("callbacks") or []), _NonFiniteGuard()]
         self._back_up()  # weights set since the last fit (set_weights, load) are the fallback
-        self._host_error = None
+        self._collocation.host_error = None
         try:
             return super().fit(*bound.args[1:], **bound.kwargs)
         except tf.errors.OpError:
-            if self._host_error is not None:
-                raise self._host_error from None
+            if self._collocation.host_error is not None:
+                raise self._collocation.host_error from None
             raise
 
     def _adapt_before_fit(self, x, y, validation_split: float) -> None:
@@ -932,24 +795,19 @@ class GradINN(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        sampler = self._sampler
-        if self._sampler_mode == "host" and not getattr(self, "_warned_unsaved", False):
+        if self._collocation.mode == "host" and not getattr(self, "_warned_unsaved", False):
             self._warned_unsaved = True
             warnings.warn(
                 "the collocation sampler or contains predicate is a Python callable "
                 "and is not saved; call set_sampler(...) after loading to train further",
                 stacklevel=2,
             )
-        if self._sampler_mode == "host":
-            sampler = None
-        elif self._sampler_mode == "subset":
-            sampler = np.asarray(sampler, dtype=np.float64).tolist()
         config.update(
             network=keras.saving.serialize_keras_object(self.network),
             prior=keras.saving.serialize_keras_object(self.prior),
             bounds=self.bounds.tolist(),
             n_collocation=self.n_collocation,
-            sampler=sampler,
+            sampler=self._collocation.saveable,
             gradient_weight=self.gradient_weight,
             prior_trainable=self.prior_trainable,
             seed=self.seed,

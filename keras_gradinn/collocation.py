@@ -1,0 +1,138 @@
+"""How GradINN draws collocation points: inside the graph where it can, on the host where it must."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from keras_gradinn import sampling
+from keras_gradinn.validation import finite_array, outside
+
+__all__ = ["Collocation"]
+
+Sampler = Callable[[int, np.random.Generator], np.ndarray]
+
+
+class Collocation:
+    """A validated collocation sampler for a box domain, drawing normalised points.
+
+    Modes, chosen from `GradINN`'s `sampler` and `contains` arguments:
+
+    - `"uniform"`: fresh uniform points each step, in the graph;
+    - `"shift"` (sobol, halton, lhs): one scrambled quasi-random set, shifted
+      by a fresh random vector modulo the box each step, in the graph;
+    - `"subset"` (a fixed array): a random subset each step, in the graph;
+    - `"host"` (a callable, or any method with `contains`): drawn in NumPy
+      through `tf.numpy_function`, so not XLA-compatible;
+    - `None` (`sampler=None`): no sampler.
+
+    Draws are a pure function of a seed tensor `(seed, counter)`.
+    """
+
+    def __init__(self, sampler: str | np.ndarray | Sampler | None, *,
+                 contains: Callable[[np.ndarray], np.ndarray] | None,
+                 bounds: np.ndarray, n: int, seed: int):
+        if contains is not None and not callable(contains):
+            raise TypeError(f"contains must be callable; got {type(contains).__name__}")
+        self.sampler, self.contains, self.bounds, self.n = sampler, contains, bounds, n
+        self.pool = self.unit_base = self.host_sampler = None
+        self.host_error: Exception | None = None
+        d = len(bounds)
+        if sampler is None:
+            self.mode = None
+        elif isinstance(sampler, str):
+            if sampler not in sampling.METHODS:
+                raise ValueError(
+                    f"sampler must be one of {sampling.METHODS}, an array of points "
+                    f"or a callable; got {sampler!r}"
+                )
+            if contains is not None:
+                self.mode = "host"
+
+                def draw_with_predicate(k, rng):
+                    return sampling.sample(k, bounds, method=sampler, seed=rng,
+                                           contains=contains)
+
+                self.host_sampler = draw_with_predicate
+            elif sampler == "uniform":
+                self.mode = "uniform"
+            else:
+                self.mode = "shift"
+                self.unit_base = sampling.unit_points(n, d, method=sampler,
+                                                      seed=seed).astype("float32")
+        elif callable(sampler):
+            self.mode, self.host_sampler = "host", sampler
+        else:
+            self.mode = "subset"
+            self.pool = self.to_unit_box(self.check(sampler, "sampler points", None))
+        if self.mode == "host":
+            # Fail now, with a clear message, rather than inside the graph.
+            self.check(self.host_sampler(n, np.random.default_rng(seed)), "sampler output", n)
+
+    @property
+    def saveable(self) -> str | list | None:
+        """The sampler as it can be stored in a config (None for Python callables)."""
+        if self.mode == "host":
+            return None
+        if self.mode == "subset":
+            return np.asarray(self.sampler, dtype=np.float64).tolist()
+        return self.sampler
+
+    def check(self, points: Any, label: str, n: int | None) -> np.ndarray:
+        """`points` as a (n, d) array inside the domain, or a ValueError naming the problem."""
+        d = len(self.bounds)
+        array = finite_array(points, label)
+        if array.ndim == 1 and d == 1:
+            array = array[:, None]
+        expected = (n if n is not None else array.shape[0], d)
+        if array.ndim != 2 or array.shape != expected:
+            raise ValueError(f"{label} must have shape {expected}; got shape {array.shape}")
+        rejected = outside(self.bounds, array)
+        if self.contains is not None:
+            mask = np.asarray(self.contains(array))
+            if mask.shape != (len(array),):
+                raise ValueError(
+                    f"contains(x) must return a mask of shape ({len(array)},); "
+                    f"got shape {mask.shape}"
+                )
+            rejected |= ~mask.astype(bool)
+        if rejected.any():
+            row = int(np.flatnonzero(rejected)[0])
+            raise ValueError(
+                f"{label} must lie inside the domain; {int(rejected.sum())} point(s) "
+                f"do not, first {array[row].tolist()} (bounds {self.bounds.tolist()})"
+            )
+        return array
+
+    def to_unit_box(self, x: np.ndarray) -> np.ndarray:
+        centre = self.bounds.mean(axis=1)
+        half_width = (self.bounds[:, 1] - self.bounds[:, 0]) / 2
+        return ((x - centre) / half_width).astype("float32")
+
+    def _host_points(self, seed: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng([int(s) for s in seed])
+        try:
+            checked = self.check(self.host_sampler(self.n, rng), "sampler output", self.n)
+        except Exception as error:
+            # TensorFlow wraps errors raised here; `GradINN.fit` re-raises this one.
+            self.host_error = error
+            raise
+        return self.to_unit_box(checked)
+
+    def draw(self, seed: tf.Tensor) -> tf.Tensor:
+        """Float32 points in [-1, 1]^d: `n` of them, or the pool size if smaller."""
+        n, d = self.n, len(self.bounds)
+        if self.mode == "uniform":
+            return tf.random.stateless_uniform((n, d), seed, minval=-1.0, maxval=1.0)
+        if self.mode == "shift":
+            shift = tf.random.stateless_uniform((1, d), seed)
+            return 2.0 * tf.math.floormod(tf.constant(self.unit_base) + shift, 1.0) - 1.0
+        if self.mode == "subset":
+            keys = tf.random.stateless_uniform((len(self.pool),), seed)
+            chosen = tf.math.top_k(keys, k=min(n, len(self.pool))).indices
+            return tf.gather(tf.constant(self.pool), chosen)
+        points = tf.numpy_function(self._host_points, [seed], tf.float32, stateful=False)
+        points.set_shape((n, d))
+        return points
