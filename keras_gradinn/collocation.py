@@ -37,6 +37,7 @@ class Collocation:
         if contains is not None and not callable(contains):
             raise TypeError(f"contains must be callable; got {type(contains).__name__}")
         self.sampler, self.contains, self.bounds, self.n = sampler, contains, bounds, n
+        self._centre, self._half_width = sampling.centre_and_half_width(bounds)
         self.pool = self.unit_base = self.host_sampler = None
         self.host_error: Exception | None = None
         d = len(bounds)
@@ -107,9 +108,7 @@ class Collocation:
         return array
 
     def to_unit_box(self, x: np.ndarray) -> np.ndarray:
-        centre = self.bounds.mean(axis=1)
-        half_width = (self.bounds[:, 1] - self.bounds[:, 0]) / 2
-        return ((x - centre) / half_width).astype("float32")
+        return ((x - self._centre) / self._half_width).astype("float32")
 
     def _host_points(self, seed: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng([int(s) for s in seed])

@@ -468,7 +468,7 @@ def verify(
     # the artifact must agree with Keras there too.
     x = sampling.sample(int(n), model.bounds, method="uniform", seed=seed).astype("float32")
     std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
-    half_width = (model.bounds[:, 1] - model.bounds[:, 0]) / 2
+    _, half_width = sampling.centre_and_half_width(model.bounds)
     units = {"y": std[None, :], "dy_dx": (std[:, None] / half_width[None, :])[None]}
     expected = {"y": model.predict(x, verbose=0), "dy_dx": model.predict_gradient(x)}
     if path.is_dir():

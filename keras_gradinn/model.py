@@ -23,6 +23,7 @@ from keras_gradinn.validation import finite_array, outside
 
 __all__ = ["GradINN", "NonFiniteLossError"]
 
+
 def _is_array_like(value: Any) -> bool:
     return value is not None and not isinstance(value, (tf.data.Dataset, dict, str)) and (
         isinstance(value, (np.ndarray, list, tuple, numbers.Number))
@@ -188,8 +189,7 @@ class GradINN(keras.Model):
         self.input_labels = self._check_labels(input_labels, d, "x", "input_labels")
         self.output_labels = self._check_labels(output_labels, m, "y", "output_labels")
 
-        centre = self.bounds.mean(axis=1)
-        half_width = (self.bounds[:, 1] - self.bounds[:, 0]) / 2
+        centre, half_width = sampling.centre_and_half_width(self.bounds)
         constant = keras.initializers.Constant
         self.input_offset = self.add_weight(
             name="input_offset", shape=(d,), initializer=constant(centre), trainable=False
@@ -543,11 +543,12 @@ class GradINN(keras.Model):
         ]
 
         # Update weights; a non-finite step is undone at once (see `_guard`).
-        finite_loss = tf.logical_and(tf.math.is_finite(data_loss), tf.math.is_finite(gradient_loss))
-        self._back_up(finite_loss)
+        finite_data = tf.math.is_finite(data_loss)
+        finite_gradient = tf.math.is_finite(gradient_loss)
+        self._back_up(tf.logical_and(finite_data, finite_gradient))
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.collocation_step.assign_add(1)
-        self._guard(data_loss, gradient_loss, gradients)
+        self._guard(finite_data, finite_gradient, gradients)
 
         # Update metrics
         return self._update_metrics(
@@ -565,7 +566,7 @@ class GradINN(keras.Model):
             for v, b in zip(self._guarded, self._backups):
                 b.assign(tf.where(when, v, b))
 
-    def _guard(self, data_loss, gradient_loss, gradients) -> None:
+    def _guard(self, finite_data, finite_gradient, gradients) -> None:
         """Restores the last weights whose loss was finite after a non-finite step.
 
         The step backs the weights up before updating them whenever their
@@ -574,8 +575,8 @@ class GradINN(keras.Model):
         the `_NonFiniteGuard` callback that `fit` adds turns that into an error.
         Under a distribution strategy the step is reported but not undone.
         """
-        bad_data = tf.logical_not(tf.math.is_finite(data_loss))
-        bad_gradient = tf.logical_not(tf.math.is_finite(gradient_loss))
+        bad_data = tf.logical_not(finite_data)
+        bad_gradient = tf.logical_not(finite_gradient)
         bad_update = tf.logical_not(
             tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         )

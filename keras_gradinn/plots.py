@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from keras_gradinn.sampling import centre_and_half_width
+
 __all__ = ["comparison", "loss_curves", "parity", "slices"]
 
 
@@ -95,14 +97,14 @@ def slices(
     d, m = model.input_dim, model.output_dim
     bounds = model.bounds
     std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
-    half_width = (bounds[:, 1] - bounds[:, 0]) / 2
+    middle, half_width = centre_and_half_width(bounds)
     figure, axes = _figure(d, 2, (10, 2.6 * d))
     for j in range(d):
         grid = np.tile(centre, (points, 1))
         grid[:, j] = np.linspace(bounds[j, 0], bounds[j, 1], points)
         y = model.predict(grid, verbose=0)
         jacobian = model.predict_gradient(grid)
-        z = (grid - bounds.mean(axis=1)) / half_width
+        z = (grid - middle) / half_width
         field = keras.ops.convert_to_numpy(model.prior(z.astype("float32"))).reshape(-1, m, d)
         prior = field * std[None, :, None] / half_width[None, None, :]
         value_axis, gradient_axis = axes[j]

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.stats import qmc
 
-__all__ = ["METHODS", "as_bounds", "sample", "unit_points"]
+__all__ = ["METHODS", "as_bounds", "centre_and_half_width", "sample", "unit_points"]
 
 METHODS = ("uniform", "sobol", "halton", "lhs")
 
@@ -53,6 +53,11 @@ def as_bounds(bounds: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
             f"(low, high) = {tuple(array[bad[0]].tolist())}"
         )
     return array
+
+
+def centre_and_half_width(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centre and half-width of a (d, 2) box: `z = (x - centre) / half_width` maps it to [-1, 1]^d."""
+    return bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
 
 
 def _base2_prefix(engine: qmc.QMCEngine, n: int) -> np.ndarray:
