@@ -134,10 +134,9 @@ def _run(args: argparse.Namespace) -> int:
     from keras_gradinn import commands
 
     if args.command == "fit":
-        names = ("data", "inputs", "targets", "prior", "gradient_weight", "bounds", "epochs",
-                 "batch_size", "learning_rate", "validation_split", "validation", "patience",
-                 "seed", "width", "depth", "activation", "n_collocation", "checkpoint_seconds")
-        config = commands.resolve_config(args.config, {name: getattr(args, name) for name in names})
+        # Every fit option with a flag; the rest (e.g. sampler) come from --config.
+        flags = {name: getattr(args, name) for name in commands.DEFAULTS if hasattr(args, name)}
+        config = commands.resolve_config(args.config, flags)
         if args.validation is not None:
             config["validation_split"] = 0.0
         metrics = commands.fit(config, out=args.out, overwrite=args.overwrite, quiet=args.quiet,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from keras_gradinn import data as data_lib
+from keras_gradinn.validation import outside as outside_bounds
 
 __all__ = ["DEFAULTS", "CommandError", "export", "fit", "info", "predict", "resolve_config"]
 
@@ -172,9 +173,9 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
 
 
-def _rmse(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    error = model.predict(x, verbose=0) - y
-    return {name: float(v) for name, v in zip(model.output_labels, np.sqrt(np.mean(error**2, 0)))}
+def _rmse(names: list[str], predicted: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    error = predicted - y
+    return {name: float(v) for name, v in zip(names, np.sqrt(np.mean(error**2, 0)))}
 
 
 def _versions() -> dict[str, str]:
@@ -249,7 +250,7 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         for label, values in (("training", x_train), ("validation", x_val)):
             if values is None:
                 continue
-            outside = np.flatnonzero(np.any((values < bounds[:, 0]) | (values > bounds[:, 1]), 1))
+            outside = np.flatnonzero(outside_bounds(bounds, values))
             if outside.size:
                 raise CommandError(
                     f"{outside.size} {label} row(s) lie outside the bounds in "
@@ -304,9 +305,12 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
     seconds = time.perf_counter() - start
     history = saver.history
     final = model.evaluate(x_train, y_train, verbose=0, return_dict=True)
+    predicted = model.predict(x_train, verbose=0)
+    held = None if x_val is None else (y_val, model.predict(x_val, verbose=0))
+    names = config["targets"]
     metrics = {
-        "train_rmse": _rmse(model, x_train, y_train),
-        "validation_rmse": None if x_val is None else _rmse(model, x_val, y_val),
+        "train_rmse": _rmse(names, predicted, y_train),
+        "validation_rmse": None if held is None else _rmse(names, held[1], y_val),
         "train_data_loss": final["data_loss"],
         "train_gradient_loss": final["gradient_loss"],
         "n_train": len(x_train),
@@ -330,9 +334,7 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         model.save(staging / "model.keras")
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (staging / "config.toml").write_text(_toml(resolved))
-        predictions = model.predict(x_train, verbose=0)
-        held = None if x_val is None else (y_val, model.predict(x_val, verbose=0))
-        plots.parity(staging / "parity.png", config["targets"], (y_train, predictions), held)
+        plots.parity(staging / "parity.png", names, (y_train, predicted), held)
         plots.loss_curves(staging / "loss.png", history)
         plots.slices(staging / "slices.png", model, np.median(x_train, axis=0), x_train)
         _commit_dir(staging, out)

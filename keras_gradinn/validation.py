@@ -16,13 +16,11 @@ BOUNDS_SLACK = 1e-6
 
 def finite_array(value: Any, label: str) -> np.ndarray:
     """`value` as a finite float64 array of at least one dimension, or a named ValueError."""
+    ragged = f"{label} must be a numeric array with rows of equal length; got {type(value).__name__}"
     try:
         raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
     except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{label} must be a numeric array with rows of equal length; got "
-            f"{type(value).__name__}"
-        ) from error
+        raise ValueError(ragged) from error
     if raw.dtype.kind in "USO" and (
         raw.dtype.kind != "O" or any(not isinstance(v, numbers.Real) for v in raw.flat)
     ):
@@ -32,10 +30,7 @@ def finite_array(value: Any, label: str) -> np.ndarray:
     try:
         array = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{label} must be a numeric array with rows of equal length; got "
-            f"{type(value).__name__}"
-        ) from error
+        raise ValueError(ragged) from error
     if array.ndim == 0:
         raise ValueError(f"{label} must be an array of rows; got a scalar")
     if array.size == 0:
