@@ -5,21 +5,31 @@ Two ways to the same Jacobian:
 - `value_and_jacobian`: reverse-mode automatic differentiation with a
   `tf.GradientTape`, one pass per output. Works for any network; used in
   training (nested in the step's tape) and by `GradINN.predict_gradient`.
-- `dense_value_and_jacobian`: an explicit forward-mode chain rule through a
-  chain of `keras.layers.Dense` layers, built from plain matrix products and
-  closed-form activation derivatives. It contains no gradient ops, so graph
-  converters that cannot handle them (tf2onnx) can export it.
+- `dense_forward` + `dense_jacobian` (together `dense_value_and_jacobian`):
+  an explicit chain rule through a chain of `keras.layers.Dense` layers, in
+  forward mode (`d` tangents) or reverse mode (`m` cotangents), built from
+  plain matrix products and closed-form activation derivatives. It contains
+  no gradient ops, so graph converters that cannot handle them (tf2onnx) can
+  export it, and an outer tape differentiates it with first-order ops only,
+  which is what makes GradINN's training step fast and XLA-compilable.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
 
-__all__ = ["ACTIVATIONS", "dense_layers", "dense_value_and_jacobian", "value_and_jacobian"]
+__all__ = [
+    "ACTIVATIONS",
+    "dense_forward",
+    "dense_jacobian",
+    "dense_layers",
+    "dense_value_and_jacobian",
+    "value_and_jacobian",
+]
 
 
 def _linear(p):
@@ -114,40 +124,96 @@ def dense_layers(network: keras.Model) -> list[keras.layers.Dense]:
     return layers
 
 
-def dense_value_and_jacobian(network: keras.Model, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Evaluates a chain of Dense layers and its input Jacobian in forward mode.
+def dense_forward(
+    layers: Sequence[keras.layers.Dense], z: tf.Tensor
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Evaluates a chain of Dense layers, keeping each layer's activation slope.
 
-    With `T_l[b, j, :] = d h_l[b] / d z[b, j]`, each layer
-    `h_l = a(h_{l-1} W + c)` gives `T_l = a'(h_{l-1} W + c) * (T_{l-1} W)`,
-    starting from `T_1 = a'(z W + c) * W`. The cost is about `d` forward
-    passes and the graph has no gradient ops.
+    Args:
+        layers: the chain, as `dense_layers` returns it.
+        z: inputs of shape (n, d).
+
+    Returns:
+        `(y, slopes)`: the output (n, m) and, per layer, the derivative of its
+        activation at its pre-activation, shape (n, units).
+    """
+    h, slopes = tf.convert_to_tensor(z), []
+    for layer in layers:
+        pre = tf.matmul(h, tf.cast(layer.kernel, h.dtype))
+        if layer.use_bias:
+            pre = pre + tf.cast(layer.bias, h.dtype)
+        h, slope = ACTIVATIONS[keras.activations.serialize(layer.activation)](pre)
+        slopes.append(slope)
+    return h, slopes
+
+
+def dense_jacobian(
+    layers: Sequence[keras.layers.Dense], slopes: Sequence[tf.Tensor], mode: str = "auto"
+) -> tf.Tensor:
+    """The input Jacobian (n, m, d) of a Dense chain from `dense_forward`'s slopes.
+
+    Forward mode carries `d` tangents from the input to the output,
+    `T_l = a_l' * (T_{l-1} W_l)`; reverse mode carries `m` cotangents back,
+    `C_{l-1} = (C_l W_l^T) * a_{l-1}'`. Both are plain matrix products and
+    element-wise products, so the Jacobian can be differentiated again by an
+    outer tape (first-order through these ops), compiled by XLA and converted
+    by graph converters. Their costs scale with `d` and `m` respectively.
+
+    Args:
+        layers: the chain, as `dense_layers` returns it.
+        slopes: the activation slopes of each layer at the points, as
+            `dense_forward` returns them (any subset of rows, in the same
+            order for every layer).
+        mode: `"forward"`, `"reverse"`, or `"auto"` (forward if d < m).
+
+    Returns:
+        The Jacobian `dy[b, i] / dz[b, j]`, shape (n, m, d).
+    """
+    d, m = layers[0].kernel.shape[0], layers[-1].kernel.shape[-1]
+    if mode == "auto":
+        mode = "forward" if d < m else "reverse"
+    dtype = slopes[0].dtype
+    kernels = [tf.cast(layer.kernel, dtype) for layer in layers]
+    if mode == "forward":
+        # (n, d, units), each product as one 2-D matrix product.
+        tangent = slopes[0][:, None, :] * kernels[0][None, :, :]
+        for kernel, slope in zip(kernels[1:], slopes[1:]):
+            units = kernel.shape[-1]
+            flat = tf.matmul(tf.reshape(tangent, [-1, tangent.shape[-1]]), kernel)
+            tangent = slope[:, None, :] * tf.reshape(flat, [-1, d, units])
+        return tf.transpose(tangent, [0, 2, 1])
+    if mode != "reverse":
+        raise ValueError(f"mode must be 'forward', 'reverse' or 'auto'; got {mode!r}")
+    # (n, m, units): row i of the last layer's cotangent is e_i * slope.
+    cotangent = slopes[-1][:, :, None] * tf.eye(m, dtype=dtype)[None, :, :]
+    for kernel, slope in zip(kernels[:0:-1], slopes[-2::-1]):
+        flat = tf.matmul(tf.reshape(cotangent, [-1, kernel.shape[-1]]), kernel, transpose_b=True)
+        cotangent = tf.reshape(flat, [-1, m, kernel.shape[0]]) * slope[:, None, :]
+    flat = tf.matmul(tf.reshape(cotangent, [-1, kernels[0].shape[-1]]), kernels[0], transpose_b=True)
+    return tf.reshape(flat, [-1, m, d])
+
+
+def dense_value_and_jacobian(
+    network: keras.Model, z: tf.Tensor, mode: str = "forward"
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Evaluates a chain of Dense layers and its input Jacobian by the chain rule.
+
+    The explicit counterpart of `value_and_jacobian`: `dense_forward`
+    followed by `dense_jacobian`. The graph has no gradient ops.
 
     Args:
         network: a model accepted by `dense_layers`.
         z: inputs of shape (n, d).
+        mode: `"forward"` (the default, about `d` forward passes),
+            `"reverse"` (about `m`), or `"auto"` (forward if d < m).
 
     Returns:
         `(y, jacobian)` with shapes (n, m) and (n, m, d), as
         `value_and_jacobian` returns them.
     """
-    z = tf.convert_to_tensor(z)
-    d = z.shape[-1]
-    h, tangent = z, None
-    for layer in dense_layers(network):
-        kernel = tf.cast(layer.kernel, z.dtype)
-        units = kernel.shape[-1]
-        pre = tf.matmul(h, kernel)
-        if layer.use_bias:
-            pre = pre + tf.cast(layer.bias, z.dtype)
-        h, slope = ACTIVATIONS[keras.activations.serialize(layer.activation)](pre)
-        if tangent is None:
-            tangent = kernel[None, :, :]
-        else:
-            # (n, d, k) @ (k, units) as a 2-D product, which every converter knows.
-            flat = tf.reshape(tangent, [-1, tangent.shape[-1]])
-            tangent = tf.reshape(tf.matmul(flat, kernel), [-1, d, units])
-        tangent = slope[:, None, :] * tangent
-    return h, tf.transpose(tangent, [0, 2, 1])
+    layers = dense_layers(network)
+    y, slopes = dense_forward(layers, z)
+    return y, dense_jacobian(layers, slopes, mode)
 
 
 def value_and_jacobian(
