@@ -17,7 +17,13 @@ import tensorflow as tf
 from keras_gradinn import priors as priors_lib
 from keras_gradinn import sampling
 from keras_gradinn.collocation import Collocation, Sampler
-from keras_gradinn.jacobian import dense_value_and_jacobian, value_and_jacobian
+from keras_gradinn.jacobian import (
+    dense_forward,
+    dense_jacobian,
+    dense_layers,
+    dense_value_and_jacobian,
+    value_and_jacobian,
+)
 from keras_gradinn.networks import positive_int
 from keras_gradinn.validation import finite_array, outside
 
@@ -47,8 +53,12 @@ def _unsaved_variable(value, dtype=None) -> tf.Variable:
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
+#: The most training steps that `steps_per_execution="auto"` runs per call.
+AUTO_STEPS_PER_EXECUTION = 64
+
+
 class _NonFiniteGuard(keras.callbacks.Callback):
-    """Stops `fit` at the first non-finite step, whose update the model undid."""
+    """Stops `fit` at the first non-finite step, whose update the model skipped."""
 
     def on_train_begin(self, logs=None):
         self.model._nonfinite_step.assign(0)
@@ -81,9 +91,13 @@ class GradINN(keras.Model):
     `adapt`), `J f(z_c)` is the (m, d) Jacobian of the network at each
     collocation point `z_c`, and `h(z_c)` is the prior's field reshaped to
     (m, d). The collocation points are redrawn at every step from the
-    domain (`sampler`), and the Jacobian is computed by a
-    `tf.GradientTape` nested inside the training step's tape, so both f and
-    (unless `prior_trainable=False`) h are trained together.
+    domain (`sampler`), and both f and (unless `prior_trainable=False`) h
+    are trained together. The Jacobian is differentiated by the step's
+    tape: for any network it comes from a `tf.GradientTape` nested inside
+    that tape; for a chain of Dense layers (as `keras_gradinn.mlp` builds)
+    it is by default written out by the chain rule from the same forward
+    pass as the data term (see `jacobian`), which gives the same values
+    with first-order ops only, about twice as fast and compilable by XLA.
 
     Because the gradient term lives in the normalised space,
     `gradient_weight` does not depend on the units of x or y, and the prior
@@ -119,6 +133,13 @@ class GradINN(keras.Model):
             not boxes; points are then drawn on the host by rejection.
         gradient_weight: lambda >= 0. With 0 the gradient term and its
             nested tape are skipped entirely.
+        jacobian: how training computes the Jacobian. `"auto"` (default):
+            the explicit chain rule for a chain of Dense layers, forward mode
+            if d < m and reverse mode otherwise, and a nested
+            `tf.GradientTape` for any other network. `"tape"`: always the
+            nested tape. `"forward"`/`"reverse"`: the explicit chain rule in
+            that mode (Dense chains only; see
+            `keras_gradinn.jacobian.dense_layers`).
         prior_trainable: whether the prior is trained with the network (this
             sets `prior.trainable` on the model passed in).
         seed: seed of the collocation draws (None: drawn from Keras' global
@@ -149,6 +170,7 @@ class GradINN(keras.Model):
         sampler: str | np.ndarray | Sampler | None = "sobol",
         contains: Callable[[np.ndarray], np.ndarray] | None = None,
         gradient_weight: float = 1e-2,
+        jacobian: str = "auto",
         prior_trainable: bool = True,
         seed: int | None = None,
         input_labels: Sequence[str] | None = None,
@@ -181,6 +203,8 @@ class GradINN(keras.Model):
         prior.trainable = bool(prior_trainable)
         self.prior = prior
         self.input_dim, self.output_dim = d, m
+        self.jacobian = jacobian
+        self._dense = self._explicit_chain(network, jacobian)
         self.n_collocation = int(n_collocation)
         self._gradient_weight = 0.0
         self.gradient_weight = gradient_weight
@@ -281,6 +305,28 @@ class GradINN(keras.Model):
                 f"or (n, {m}, {d})) for {m} output(s) and {d} input(s); got "
                 f"shape (n, {', '.join(map(str, shape))})"
             )
+
+    @staticmethod
+    def _explicit_chain(network: Any, jacobian: str) -> list | None:
+        """The Dense layers whose Jacobian training writes out, or None for the tape."""
+        if jacobian not in ("auto", "tape", "forward", "reverse"):
+            raise ValueError(
+                f"jacobian must be 'auto', 'tape', 'forward' or 'reverse'; got {jacobian!r}"
+            )
+        if jacobian == "tape":
+            return None
+        try:
+            layers = dense_layers(network)
+            for layer in layers:
+                if layer.activity_regularizer is not None or layer.quantization_mode:
+                    raise ValueError(
+                        f"layer {layer.name!r} has an activity regularizer or is quantized"
+                    )
+        except ValueError as error:
+            if jacobian == "auto":
+                return None
+            raise ValueError(f"jacobian={jacobian!r} needs a chain of Dense layers: {error}") from None
+        return layers
 
     @staticmethod
     def _check_labels(names: Sequence[str] | None, size: int, stem: str, label: str) -> list[str]:
@@ -435,8 +481,19 @@ class GradINN(keras.Model):
 
     def gradient_loss(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Mean over points of ||J f(z) - h(z)||_F^2 at normalised points `z`."""
-        _, jacobian = value_and_jacobian(lambda v: self.network(v, training=training), z)
-        field = tf.reshape(self.prior(z, training=training), tf.shape(jacobian))
+        z = tf.convert_to_tensor(z)
+        return self._mismatch(z, self._outputs_and_jacobian(z[:0], z, training)[1], training)
+
+    def _outputs_and_jacobian(self, z, points, training) -> tuple[tf.Tensor, tf.Tensor]:
+        """The network's outputs at `z` and its Jacobian (k, m, d) at `points`."""
+        if self._dense is None:
+            network = lambda v: self.network(v, training=training)  # noqa: E731
+            return network(z), value_and_jacobian(network, points)[1]
+        _, slopes = dense_forward(self._dense, points)
+        return self.network(z, training=training), dense_jacobian(self._dense, slopes, self.jacobian)
+
+    def _mismatch(self, points, jacobian, training) -> tf.Tensor:
+        field = tf.reshape(self.prior(points, training=training), tf.shape(jacobian))
         # Float32 at least, so mixed-precision fields do not lose the mismatch.
         dtype = tf.float64 if jacobian.dtype == tf.float64 else tf.float32
         mismatch = tf.cast(jacobian, dtype) - tf.cast(field, dtype)
@@ -444,17 +501,47 @@ class GradINN(keras.Model):
 
     # ---------------------------------------------------------------- training
 
-    def compile(self, optimizer="adam", loss="mse", **kwargs):
+    def compile(self, optimizer="adam", loss="mse", *, steps_per_execution="auto", **kwargs):
         """Like `keras.Model.compile`, with the data loss defaulting to "mse".
 
         The loss applies to standardised targets; `metrics` see user units.
+        `steps_per_execution="auto"` (the default) runs one epoch per call
+        of the compiled step function when an epoch has at most
+        `AUTO_STEPS_PER_EXECUTION` steps, and otherwise the largest number
+        of steps up to that which divides the epoch (batch callbacks then run
+        once per such call); one step per call under a multi-replica
+        strategy. An integer is used as given.
         """
         if kwargs.get("jit_compile") is True and self._collocation.mode == "host":
             raise ValueError(
                 "jit_compile=True cannot be used with a host-side collocation sampler "
                 "(a callable sampler or a contains predicate)"
             )
-        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        self._auto_steps = steps_per_execution == "auto"
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            steps_per_execution=1 if self._auto_steps else steps_per_execution,
+            **kwargs,
+        )
+        if self._auto_steps:
+            self._compile_config.config["steps_per_execution"] = "auto"
+
+    def _set_steps_per_execution(self, steps_per_epoch: int | None) -> None:
+        """Chooses the steps per call for `steps_per_execution="auto"`."""
+        if not getattr(self, "_auto_steps", False):
+            return
+        steps = 1
+        # Keras 3.15's multi-step loop fails under MirroredStrategy ("You must
+        # feed a value for placeholder tensor"), even for a plain Sequential.
+        if steps_per_epoch and self.distribute_strategy.num_replicas_in_sync == 1:
+            steps = max(
+                k for k in range(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION) + 1)
+                if steps_per_epoch % k == 0
+            )
+        if steps != self.steps_per_execution:
+            self.steps_per_execution = steps
+            self.train_function = None  # rebuilt by fit with the new count
 
     def compile_from_config(self, config):
         # Keras skips models that override `compile`; ours only changes a
@@ -470,17 +557,23 @@ class GradINN(keras.Model):
         return own + rest
 
     def _loss_terms(self, z, t, sample_weight, training):
-        t_pred = self.network(z, training=training)
+        with_gradient = self.gradient_weight > 0 and (
+            training or self._collocation.mode is not None
+        )
+        if with_gradient:
+            points = tf.cast(self.collocation_points(), z.dtype)
+            t_pred, jacobian = self._outputs_and_jacobian(z, points, training)
+        else:
+            t_pred = self.network(z, training=training)
         data_loss = self.compute_loss(
             x=z, y=t, y_pred=t_pred, sample_weight=sample_weight, training=training
         )
         data_loss = tf.cast(data_loss, tf.float32) if data_loss.dtype == tf.float16 else data_loss
-        if self.gradient_weight > 0 and (training or self._collocation.mode is not None):
+        if with_gradient:
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             # Scaled per replica like Keras scales the compiled loss, so the
             # all-reduced gradients are those of the global mean.
-            points = self.collocation_points()
-            gradient_loss = self.gradient_loss(points, training=training) / replicas
+            gradient_loss = self._mismatch(points, jacobian, training) / replicas
             gradient_loss = tf.cast(gradient_loss, data_loss.dtype)
             loss = data_loss + self.gradient_weight * gradient_loss
         elif self.gradient_weight > 0:
@@ -542,13 +635,9 @@ class GradINN(keras.Model):
             for v, g in zip(variables, tape.gradient(scaled_loss, variables))
         ]
 
-        # Update weights; a non-finite step is undone at once (see `_guard`).
-        finite_data = tf.math.is_finite(data_loss)
-        finite_gradient = tf.math.is_finite(gradient_loss)
-        self._back_up(tf.logical_and(finite_data, finite_gradient))
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        # Update weights, unless the step is not finite (see `_guard`).
+        self._guard(data_loss, gradient_loss, gradients, variables)
         self.collocation_step.assign_add(1)
-        self._guard(finite_data, finite_gradient, gradients)
 
         # Update metrics
         return self._update_metrics(
@@ -561,34 +650,47 @@ class GradINN(keras.Model):
         # cross-replica updates, so under a strategy the guard only reports.
         return tf.distribute.get_strategy().num_replicas_in_sync == 1
 
-    def _back_up(self, when=True) -> None:
+    def _back_up(self) -> None:
         if self._restorable():
             for v, b in zip(self._guarded, self._backups):
-                b.assign(tf.where(when, v, b))
+                b.assign(v)
 
-    def _guard(self, finite_data, finite_gradient, gradients) -> None:
-        """Restores the last weights whose loss was finite after a non-finite step.
+    def _guard(self, data_loss, gradient_loss, gradients, variables) -> None:
+        """Applies the update only if the losses and gradients are finite.
 
-        The step backs the weights up before updating them whenever their
-        loss is finite; a step whose loss or update is not finite puts the
-        backup back. Records the first such step and which term caused it;
-        the `_NonFiniteGuard` callback that `fit` adds turns that into an error.
-        Under a distribution strategy the step is reported but not undone.
+        A step whose loss and update are finite first copies the weights it
+        was evaluated at; a step whose loss or update is not finite puts that
+        copy back (the last weights with a finite loss, since the previous
+        update may be what diverged), leaves the optimizer state alone, and
+        records the first such step and which term caused it; the
+        `_NonFiniteGuard` callback that `fit` adds turns that into an error.
+        Under a distribution strategy, replicated weights can only change
+        through the optimizer's cross-replica update, so the step is applied
+        and only reported.
         """
-        bad_data = tf.logical_not(finite_data)
-        bad_gradient = tf.logical_not(finite_gradient)
+        bad_data = tf.logical_not(tf.math.is_finite(data_loss))
+        bad_gradient = tf.logical_not(tf.math.is_finite(gradient_loss))
         bad_update = tf.logical_not(
             tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         )
         code = tf.cast(bad_data, tf.int64) + 2 * tf.cast(bad_gradient, tf.int64)
         code = tf.where(tf.logical_and(bad_update, tf.equal(code, 0)), tf.constant(4, tf.int64), code)
-
-        # Plain conditional writes: a `tf.cond` around replicated variables
-        # would need a cross-replica synchronisation inside control flow.
         bad = tf.not_equal(code, 0)
-        if self._restorable():
+
+        def update():
+            self._back_up()
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            return tf.constant(True)
+
+        def restore():
             for v, b in zip(self._guarded, self._backups):
-                v.assign(tf.where(bad, b, v))
+                v.assign(b)
+            return tf.constant(False)
+
+        if self._restorable():
+            tf.cond(bad, restore, update)
+        else:
+            self.optimizer.apply_gradients(zip(gradients, variables))
         first = tf.logical_and(bad, tf.equal(self._nonfinite_step, 0))
         step = tf.cast(self.collocation_step, tf.int64)
         self._nonfinite_step.assign(tf.where(first, step, self._nonfinite_step))
@@ -698,6 +800,15 @@ class GradINN(keras.Model):
                 arguments["validation_data"] = (*checked, *validation[2:])
         if not self.adapted:
             self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
+        if _is_array_like(x) and arguments.get("steps_per_epoch") is None and (
+            arguments.get("class_weight") is None and isinstance(arguments.get("shuffle", True), bool)
+        ):
+            self._repeat_arrays(arguments)
+        steps = arguments.get("steps_per_epoch")
+        if steps is None and isinstance(arguments["x"], tf.data.Dataset):
+            cardinality = int(arguments["x"].cardinality())
+            steps = cardinality if cardinality > 0 else None
+        self._set_steps_per_execution(steps)
         arguments["callbacks"] = [*(arguments.get("callbacks") or []), _NonFiniteGuard()]
         self._back_up()  # weights set since the last fit (set_weights, load) are the fallback
         self._collocation.host_error = None
@@ -707,6 +818,49 @@ class GradINN(keras.Model):
             if self._collocation.host_error is not None:
                 raise self._collocation.host_error from None
             raise
+
+    @staticmethod
+    def _repeat_arrays(arguments: dict) -> None:
+        """Replaces in-memory training arrays by one repeated `tf.data` pipeline.
+
+        Keras builds a new iterator over arrays at every epoch, which costs
+        several milliseconds: for a few hundred rows over thousands of epochs
+        that is most of the training time. One pipeline repeated across
+        epochs, with `steps_per_epoch` set, yields the same batches (the same
+        size and order, a fresh shuffle per epoch when `shuffle=True`) and a
+        `validation_split` takes the same tail of the rows.
+        """
+        x, y, weights = arguments["x"], arguments["y"], arguments.get("sample_weight")
+        if weights is not None:
+            weights = np.asarray(weights)
+            if len(weights) != len(x):
+                raise ValueError(
+                    f"sample_weight must have one value per row ({len(x)}); got {len(weights)}"
+                )
+        split = float(arguments.get("validation_split") or 0.0)
+        batch = int(arguments.get("batch_size") or 32)
+        if split and arguments.get("validation_data") is None:
+            at = int(math.floor(len(x) * (1.0 - split)))
+            arguments["validation_data"] = (x[at:], y[at:]) + (
+                () if weights is None else (weights[at:],)
+            )
+            x, y, weights = x[:at], y[:at], None if weights is None else weights[:at]
+        if len(x) == 0:
+            raise ValueError("fit needs at least one training row; got none")
+        rows = (x, y) if weights is None else (x, y, weights)
+        dataset = tf.data.Dataset.from_tensor_slices(rows)
+        if arguments.get("shuffle", True):
+            dataset = dataset.shuffle(len(x), reshuffle_each_iteration=True)
+        arguments.update(
+            x=dataset.batch(batch).repeat().prefetch(tf.data.AUTOTUNE),
+            y=None,
+            sample_weight=None,
+            batch_size=None,
+            shuffle=False,
+            validation_split=0.0,
+            steps_per_epoch=math.ceil(len(x) / batch),
+            validation_batch_size=arguments.get("validation_batch_size") or batch,
+        )
 
     def _adapt_before_fit(self, x, y, validation_split: float) -> None:
         if int(keras.ops.convert_to_numpy(self.collocation_step)) > 0:
@@ -810,6 +964,7 @@ class GradINN(keras.Model):
             n_collocation=self.n_collocation,
             sampler=self._collocation.saveable,
             gradient_weight=self.gradient_weight,
+            jacobian=self.jacobian,
             prior_trainable=self.prior_trainable,
             seed=self.seed,
             input_labels=self.input_labels,

@@ -698,3 +698,69 @@ def test_the_same_seed_gives_bit_identical_results_in_two_processes():
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     first, second = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
     assert first == second
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_every_jacobian_strategy_trains_the_same_model(m):
+    x = points_2d(48, seed=2)
+    y = np.sin(x[:, :1]) * np.arange(1, m + 1)
+    weights = {}
+    for jacobian in ("tape", "auto", "forward", "reverse"):
+        keras.utils.set_random_seed(0)
+        model = mlp_model(m=m, jacobian=jacobian, gradient_weight=0.5)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0).history
+        weights[jacobian] = (history["gradient_loss"], model.get_weights())
+    reference_loss, reference = weights["tape"]
+    assert reference_loss[-1] > 0
+    for jacobian in ("auto", "forward", "reverse"):
+        loss, values = weights[jacobian]
+        np.testing.assert_allclose(loss, reference_loss, rtol=1e-4)
+        for a, b in zip(values, reference):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_explicit_jacobian_needs_a_dense_chain_and_round_trips(tmp_path):
+    with pytest.raises(ValueError, match="jacobian='forward' needs a chain of Dense layers"):
+        kg.GradINN(keras.Sequential([keras.Input((2,)), Analytic()]), "smooth",
+                   bounds=BOUNDS_2D, jacobian="forward")
+    with pytest.raises(ValueError, match="jacobian must be 'auto', 'tape', 'forward' or"):
+        mlp_model(jacobian="symbolic")
+    model = mlp_model(jacobian="reverse")
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").jacobian == "reverse"
+
+
+def test_fit_does_not_retrace_across_epochs_or_fits():
+    x = points_2d(200, seed=5)
+    y = np.sin(x[:, :1])
+    model = mlp_model()
+    model.compile(optimizer="adam")
+    traces = []
+    step = model.train_step
+
+    def counted(data):
+        traces.append(1)  # runs only while TensorFlow traces the step
+        return step(data)
+
+    model.train_step = counted
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(len(traces)))
+    model.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[record])
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[record])
+    assert seen[0] >= 1
+    assert seen == [seen[0]] * 6
+
+
+def test_auto_steps_per_execution_runs_whole_small_epochs():
+    x = points_2d(200, seed=5)
+    model = mlp_model()
+    model.compile(optimizer="adam")
+    batches = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batches.append(batch))
+    history = model.fit(x, x[:, :1], batch_size=32, epochs=2, verbose=0, callbacks=[record])
+    assert model.steps_per_execution == 7 and len(history.history["loss"]) == 2
+    assert int(model.collocation_step.numpy()) == 14 and batches == [6, 6]
+    model.compile(optimizer="adam", steps_per_execution=1)
+    model.fit(x, x[:, :1], batch_size=32, epochs=1, verbose=0)
+    assert model.steps_per_execution == 1
