@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   keras-gradinn predict runs/beam/model.keras new_points.csv --gradient --out predictions.csv
   keras-gradinn info runs/beam/model.keras
   keras-gradinn export runs/beam/model.keras --onnx beam.onnx --with-gradient
+  keras-gradinn perf --out perf.jsonl
 """
 
 
@@ -127,6 +128,18 @@ def _parser() -> argparse.ArgumentParser:
                       help="training noise, as a fraction of the targets' std (default 0)")
     demo.add_argument("--out", default="keras-gradinn-demo",
                       help="directory for the plot and ONNX file (default keras-gradinn-demo)")
+
+    perf = commands.add_parser(
+        "perf", help="time GradINN's training step against the plain network",
+        formatter_class=_RAW,
+        description="Time the GradINN training step and the plain network's over the same "
+        "points, with and without XLA,\nagainst a large matrix product, and Keras' fit "
+        "overhead. Prints one JSON record per measurement, then a table.",
+        epilog="example:\n  keras-gradinn perf --out perf.jsonl",
+    )
+    from keras_gradinn import perf as perf_module
+
+    perf_module.add_arguments(perf)
     return parser
 
 
@@ -163,6 +176,10 @@ def _run(args: argparse.Namespace) -> int:
         from keras_gradinn import demo
 
         demo.run(n=args.n, steps=args.steps, seed=args.seed, noise=args.noise, out=args.out)
+    elif args.command == "perf":
+        from keras_gradinn import perf
+
+        return perf.command(args)
     return 0
 
 
