@@ -65,6 +65,13 @@ class _NonFiniteGuard(keras.callbacks.Callback):
             )
 
 
+def _multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_gradinn")
 class GradINN(keras.Model):
     """A Gradient-Informed Neural Network.
@@ -520,7 +527,13 @@ class GradINN(keras.Model):
         y_pred = mean + std * t_pred
         if y is not None and len(y.shape) == 1:
             y = y[:, None]
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras 3.15, which does not support this strategy (keras-team/keras#20585),
+            # averages step results over workers with `strategy.reduce("MEAN", value,
+            # axis=0)`, which rejects scalars; a leading axis of one gives the same mean.
+            logs = keras.tree.map_structure(lambda value: tf.expand_dims(value, 0), logs)
+        return logs
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -662,6 +675,21 @@ class GradINN(keras.Model):
     def adapted(self) -> bool:
         """Whether the output standardisation has been set."""
         return bool(keras.ops.convert_to_numpy(self.output_adapted) > 0)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 learns the batch shapes by averaging a distributed batch
+        # over replicas, which fails across workers (keras-team/keras#20585:
+        # "Attempt to convert a value (PerReplica...)"); any one replica's batch
+        # has the same shapes.
+        strategy = self._distribute_strategy
+        if iterator is not None and _multi_worker(strategy):
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], next(batches)
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, after checking the data and adapting the outputs.
