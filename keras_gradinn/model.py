@@ -32,7 +32,7 @@ def _is_array_like(value: Any) -> bool:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a non-finite loss or update; the weights were restored."""
+    """Training produced a non-finite loss or update; undone unless under a strategy."""
 
 
 # Which part of a step went non-finite, as recorded by `GradINN._guard`.
@@ -58,10 +58,15 @@ class _NonFiniteGuard(keras.callbacks.Callback):
         if step:
             term = _NONFINITE_TERMS[int(self.model._nonfinite_code.numpy())]
             self.model.stop_training = True
+            if self.model.distribute_strategy.num_replicas_in_sync == 1:
+                weights = "the weights are restored to those before that step"
+            else:
+                weights = ("under a distribution strategy the update is not undone, so the "
+                           "weights may be NaN: reload them from a checkpoint")
             raise NonFiniteLossError(
                 f"training stopped at step {step}: the {term} became NaN or infinite; "
-                f"the weights are restored to those before that step. Lower the learning "
-                f"rate or the gradient_weight, and compile again before training further"
+                f"{weights}. Lower the learning rate or the gradient_weight, and compile "
+                f"again before training further"
             )
 
 
@@ -70,6 +75,21 @@ def _multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
         strategy.extended._in_multi_worker_mode()
     )
+
+
+def _any_replica(*flags: tf.Tensor) -> list[tf.Tensor]:
+    """Each boolean flag OR-ed over all replicas (one all-reduce; as is without a strategy).
+
+    Replicas see different rows and collocation points, so one may go
+    non-finite alone; all must agree, or their guards disagree on the step.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(flags)
+    counts = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.stack(flags), tf.float32)
+    )
+    return tf.unstack(counts > 0)
 
 
 @keras.saving.register_keras_serializable(package="keras_gradinn")
@@ -593,6 +613,7 @@ class GradINN(keras.Model):
         bad_update = tf.logical_not(
             tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         )
+        bad_data, bad_gradient, bad_update = _any_replica(bad_data, bad_gradient, bad_update)
         code = tf.cast(bad_data, tf.int64) + 2 * tf.cast(bad_gradient, tf.int64)
         code = tf.where(tf.logical_and(bad_update, tf.equal(code, 0)), tf.constant(4, tf.int64), code)
 

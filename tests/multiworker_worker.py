@@ -140,6 +140,21 @@ def restart_case(strategy, out_dir: pathlib.Path, task: int) -> dict:
     return {"history": history(fitted), "weights": weights(model)}
 
 
+def guard_case(strategy) -> dict:
+    """A target that overflows the loss only in worker 1's half of the first batch."""
+    x, y = data()
+    with strategy.scope():
+        model = build(fixed_points())
+    model.adapt(y)
+    y = y.copy()
+    y[20] = 1e30  # rows 16-31 of the first global batch go to worker 1
+    try:
+        model.fit(dataset(x, y), epochs=2, verbose=0)
+    except Exception as error:  # noqa: BLE001 - the test reports whichever it was
+        return {"error": f"{type(error).__name__}: {error}"[:2000]}
+    return {"error": None}
+
+
 def main(out_dir: str) -> None:
     out = pathlib.Path(out_dir)
     # The strategy must exist before any other TensorFlow op runs.
@@ -151,6 +166,8 @@ def main(out_dir: str) -> None:
         "fixed": fixed_case(strategy, out, task),
         "sobol": sobol_case(strategy),
         "restart": restart_case(strategy, out, task),
+        # Last: it leaves the weights NaN.
+        "guard": guard_case(strategy),
     }
     (out / f"worker-{task}.json").write_text(json.dumps(result))
 

@@ -174,3 +174,40 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(runs):
             assert values == pytest.approx(reference["history"][key][2:], rel=1e-5), key
         for got, want in zip(restart["weights"], reference["weights"], strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_non_finite_step_on_one_worker_stops_every_worker_at_that_step(runs):
+    # Regression: each replica used to judge only its own half of the batch,
+    # so worker 0 trained on and then waited forever for worker 1, which had stopped.
+    results, _, _ = runs
+    for result in results:
+        error = result["guard"]["error"]
+        assert error is not None
+        assert error.startswith("NonFiniteLossError: training stopped at step 1: the data_loss "
+                                "became NaN"), error
+        assert "the update is not undone" in error
+
+
+MIRRORED_GUARD_SCRIPT = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras_gradinn as kg, multiworker_worker as worker
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+print(strategy.num_replicas_in_sync)
+print(worker.guard_case(strategy)["error"])
+"""
+
+
+def test_a_non_finite_step_on_one_of_two_mirrored_devices_is_reported_at_that_step():
+    # Regression: the guard kept the first replica's verdict, so a row that
+    # overflowed on the second device was reported steps later, if at all.
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_GUARD_SCRIPT], capture_output=True, text=True,
+        timeout=300, cwd=TESTS, env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    replicas, error = result.stdout.splitlines()[-2:]
+    assert replicas == "2"
+    assert error.startswith("NonFiniteLossError: training stopped at step 1: the data_loss "
+                            "became NaN"), error
