@@ -137,7 +137,8 @@ def restart_case(strategy, out_dir: pathlib.Path, task: int) -> dict:
     with strategy.scope():
         model = build(fixed_points())
     fitted = model.fit(dataset(x, y), epochs=EPOCHS, verbose=0, callbacks=[backup])
-    return {"history": history(fitted), "weights": weights(model)}
+    return {"history": history(fitted), "weights": weights(model),
+            "step": int(model.collocation_step.numpy())}
 
 
 def guard_case(strategy) -> dict:

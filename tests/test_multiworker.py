@@ -170,6 +170,7 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(runs):
     results, reference, _ = runs
     for result in results:
         restart = result["restart"]
+        assert restart["step"] == worker.EPOCHS * 2  # the collocation step came back too
         for key, values in restart["history"].items():
             assert values == pytest.approx(reference["history"][key][2:], rel=1e-5), key
         for got, want in zip(restart["weights"], reference["weights"], strict=True):
