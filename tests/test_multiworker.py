@@ -73,16 +73,24 @@ def launch(out_dir: pathlib.Path) -> list[subprocess.Popen]:
 
 
 def wait(processes: list[subprocess.Popen], out_dir: pathlib.Path, timeout: float) -> None:
-    """Waits for every worker to succeed; a failure or a timeout fails the test with its log."""
+    """Waits for every worker to succeed; else fails with every worker's log.
+
+    A worker that dies leaves the others waiting for it inside a step, so
+    the first failure ends the wait rather than the timeout.
+    """
     deadline = time.monotonic() + timeout
-    for index, process in enumerate(processes):
-        try:
-            code = process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"worker {index} still running after {timeout} s")
-        if code != 0:
-            log = (out_dir / f"worker-{index}.log").read_text()
-            pytest.fail(f"worker {index} exited with {code}:\n{log[-4000:]}")
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        if any(p.poll() not in (None, 0) for p in processes):
+            break
+        time.sleep(0.2)
+    codes = [p.poll() for p in processes]
+    if codes != [0] * len(processes):
+        logs = "\n".join(
+            f"--- worker {i} ({'still running' if code is None else f'exit {code}'}):\n"
+            f"{(out_dir / f'worker-{i}.log').read_text()[-3000:]}"
+            for i, code in enumerate(codes)
+        )
+        pytest.fail(f"the workers did not all succeed (time limit {timeout} s):\n{logs}")
 
 
 def single_process() -> dict:
