@@ -27,7 +27,7 @@ import keras_gradinn as kg
 import multiworker_worker as worker
 
 TESTS = pathlib.Path(__file__).resolve().parent
-TIMEOUT = 240  # seconds for both workers; a normal run takes about 15
+TIMEOUT = 240  # seconds for both workers; they take 25-50 on 2 cores
 
 
 def free_ports(count: int) -> list[int]:
