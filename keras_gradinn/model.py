@@ -38,7 +38,7 @@ def _is_array_like(value: Any) -> bool:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a non-finite loss or update; the weights were restored."""
+    """Training produced a non-finite loss or update; undone unless under a strategy."""
 
 
 # Which part of a step went non-finite, as recorded by `GradINN._guard`.
@@ -68,11 +68,38 @@ class _NonFiniteGuard(keras.callbacks.Callback):
         if step:
             term = _NONFINITE_TERMS[int(self.model._nonfinite_code.numpy())]
             self.model.stop_training = True
+            if self.model.distribute_strategy.num_replicas_in_sync == 1:
+                weights = "the weights are restored to those before that step"
+            else:
+                weights = ("under a distribution strategy the update is not undone, so the "
+                           "weights may be NaN: reload them from a checkpoint")
             raise NonFiniteLossError(
                 f"training stopped at step {step}: the {term} became NaN or infinite; "
-                f"the weights are restored to those before that step. Lower the learning "
-                f"rate or the gradient_weight, and compile again before training further"
+                f"{weights}. Lower the learning rate or the gradient_weight, and compile "
+                f"again before training further"
             )
+
+
+def _multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
+
+
+def _any_replica(*flags: tf.Tensor) -> list[tf.Tensor]:
+    """Each boolean flag OR-ed over all replicas (one all-reduce; as is without a strategy).
+
+    Replicas see different rows and collocation points, so one may go
+    non-finite alone; all must agree, or their guards disagree on the step.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(flags)
+    counts = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.stack(flags), tf.float32)
+    )
+    return tf.unstack(counts > 0)
 
 
 @keras.saving.register_keras_serializable(package="keras_gradinn")
@@ -613,7 +640,13 @@ class GradINN(keras.Model):
         y_pred = mean + std * t_pred
         if y is not None and len(y.shape) == 1:
             y = y[:, None]
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras 3.15, which does not support this strategy (keras-team/keras#20585),
+            # averages step results over workers with `strategy.reduce("MEAN", value,
+            # axis=0)`, which rejects scalars; a leading axis of one gives the same mean.
+            logs = keras.tree.map_structure(lambda value: tf.expand_dims(value, 0), logs)
+        return logs
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -673,6 +706,7 @@ class GradINN(keras.Model):
         bad_update = tf.logical_not(
             tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         )
+        bad_data, bad_gradient, bad_update = _any_replica(bad_data, bad_gradient, bad_update)
         code = tf.cast(bad_data, tf.int64) + 2 * tf.cast(bad_gradient, tf.int64)
         code = tf.where(tf.logical_and(bad_update, tf.equal(code, 0)), tf.constant(4, tf.int64), code)
         bad = tf.not_equal(code, 0)
@@ -764,6 +798,21 @@ class GradINN(keras.Model):
     def adapted(self) -> bool:
         """Whether the output standardisation has been set."""
         return bool(keras.ops.convert_to_numpy(self.output_adapted) > 0)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 learns the batch shapes by averaging a distributed batch
+        # over replicas, which fails across workers (keras-team/keras#20585:
+        # "Attempt to convert a value (PerReplica...)"); any one replica's batch
+        # has the same shapes.
+        strategy = self._distribute_strategy
+        if iterator is not None and _multi_worker(strategy):
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], next(batches)
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, after checking the data and adapting the outputs.
