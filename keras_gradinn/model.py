@@ -696,7 +696,8 @@ class GradINN(keras.Model):
         copy back (the last weights with a finite loss, since the previous
         update may be what diverged), leaves the optimizer state alone, and
         records the first such step and which term caused it; the
-        `_NonFiniteGuard` callback that `fit` adds turns that into an error.
+        `_NonFiniteGuard` callback that `fit` adds turns that into an error,
+        and later steps of the same call change nothing.
         Under a distribution strategy, replicated weights can only change
         through the optimizer's cross-replica update, so the step is applied
         and only reported.
@@ -722,11 +723,14 @@ class GradINN(keras.Model):
             return tf.constant(False)
 
         if self._restorable():
-            tf.cond(bad, restore, update)
+            # After a bad step the rest of the call (steps_per_execution > 1)
+            # changes nothing: fit stops at its end.
+            stopped = tf.logical_or(bad, tf.not_equal(self._nonfinite_step, 0))
+            tf.cond(stopped, restore, update)
         else:
             self.optimizer.apply_gradients(zip(gradients, variables))
         first = tf.logical_and(bad, tf.equal(self._nonfinite_step, 0))
-        step = tf.cast(self.collocation_step, tf.int64)
+        step = tf.cast(self.collocation_step, tf.int64) + 1  # 1-based; 0 means none
         self._nonfinite_step.assign(tf.where(first, step, self._nonfinite_step))
         self._nonfinite_code.assign(tf.where(first, code, self._nonfinite_code))
 

@@ -607,6 +607,7 @@ def test_a_diverging_run_stops_naming_the_step_and_term_and_keeps_finite_weights
                        match=r"training stopped at step \d+: the (data_loss|gradient_loss)"):
         model.fit(x, y, epochs=20, batch_size=16, verbose=0)
     assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.optimizer.variables)
     assert np.isfinite(model.predict(x, verbose=0)).all()
     assert np.isfinite(model.predict_gradient(x)).all()
     model.save(tmp_path / "m.keras")
@@ -764,3 +765,17 @@ def test_auto_steps_per_execution_runs_whole_small_epochs():
     model.compile(optimizer="adam", steps_per_execution=1)
     model.fit(x, x[:, :1], batch_size=32, epochs=1, verbose=0)
     assert model.steps_per_execution == 1
+
+
+def test_a_non_finite_first_step_is_reported_as_step_one_and_changes_nothing():
+    x = points_2d(32, seed=1)
+    y = np.sin(x[:, :1])
+    model = mlp_model()
+    model.compile(optimizer="adam")
+    model.adapt(y)
+    before = model.network.get_weights() + model.prior.get_weights()
+    y[3] = 1e30  # the squared error overflows float32 in the first batch
+    with pytest.raises(kg.NonFiniteLossError, match=r"stopped at step 1: the data_loss"):
+        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(model.network.get_weights() + model.prior.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
