@@ -1,7 +1,11 @@
 """Streaming data from disk: keras_gradinn.datasets, GradINN.fit on streams, the scale benchmark."""
 
+import importlib.util
+import json
 import math
 import os
+import pathlib
+import subprocess
 import sys
 
 import keras
@@ -12,6 +16,8 @@ import tensorflow as tf
 import keras_gradinn as kg
 from keras_gradinn import datasets
 from keras_gradinn.datasets import DataError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def write_pair(directory, n=1003, d=3, *, x_dtype=np.float32, y_dtype=np.float32, y_1d=False):
@@ -329,3 +335,32 @@ def test_adapt_names_the_batch_and_row_of_a_non_finite_target():
     with pytest.raises(ValueError, match=r"NaN or inf: batch 3, row 9 .*row 57 of the stream"):
         model.fit(stream, epochs=1, verbose=0)
     assert not model.adapted
+
+
+# --------------------------------------------------------- the scale benchmark
+
+
+def test_scale_quick_runs_every_record_in_child_processes():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    result = subprocess.run([sys.executable, "-m", "keras_gradinn.scale", "--quick"],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    stream = records[0]
+    assert stream["record"] == "stream_fit" and stream["status"] == "ok"
+    assert stream["rows"] == 4096 and stream["steps"] == 16
+    assert stream["adapt_max_rel_error"] < 1e-6
+    assert 0 < stream["peak_rss_mib"] < 2048 and math.isfinite(stream["final_loss"])
+    gp = [r for r in records if r["record"] == "gp_fit"]
+    if importlib.util.find_spec("sklearn") is None:
+        assert gp[0]["status"] == "not run" and "scikit-learn" in gp[0]["reason"]
+    else:
+        assert [r["n"] for r in gp] == [50, 100]
+        assert all(r["status"] == "ok" and r["fit_seconds"] > 0 for r in gp)
+        # The child's own peak, without the TensorFlow of the parent process.
+        assert all(r["peak_rss_mib"] < 600 for r in gp)
+        extrapolated = [r for r in records if r["record"] == "gp_extrapolated"]
+        assert extrapolated[-1]["n"] == 4096
+    assert records[-1]["record"] == "gp_stop"
+    assert "GradINN on a stream from disk" in result.stdout
