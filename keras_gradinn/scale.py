@@ -172,7 +172,9 @@ def stream_fit_record(
         includes tracing), `adapt_rows_per_s`, `train_rows_per_s` (all
         epochs over `train_seconds`), `steady_rows_per_s` (after the first
         step), memory in MiB (`baseline_rss_mib` after imports,
-        `peak_rss_mib`, `rss_mib_during_training` sampled ten times),
+        `peak_rss_through_training_mib` (the high-water mark when `fit`
+        returns), `peak_rss_mib` (at the end, after prediction),
+        `rss_mib_during_training` sampled ten times),
         `final_loss`, `adapt_max_rel_error` of the mean/std against NumPy on
         the whole target file, and `test_rmse` on `n_test` fresh points.
     """
@@ -235,6 +237,7 @@ def stream_fit_record(
         history = model.fit(stream, epochs=epochs, verbose=0, callbacks=[Probe()])
         end = time.perf_counter()
         train_seconds = end - start
+        peak_through_training = _peak_rss_mib()
         first_step = times[0] - start if times else float("nan")
         steady = (rows * epochs - min(batch_size, rows)) / (end - times[0]) if (
             times and steps > 1) else float("nan")
@@ -259,6 +262,7 @@ def stream_fit_record(
             "rss_after_write_mib": round(rss_after_write, 1),
             "rss_after_adapt_mib": round(rss_after_adapt, 1),
             "rss_mib_during_training": samples,
+            "peak_rss_through_training_mib": round(peak_through_training, 1),
             "peak_rss_mib": round(_peak_rss_mib(), 1),
             "ru_maxrss_mib": round(_ru_maxrss_mib(), 1),
             "final_loss": float(history.history["loss"][-1]),
@@ -419,14 +423,18 @@ def run_in_child(kind: str, arguments: dict[str, Any], *, time_limit: float | No
 
 
 def _fmt_seconds(seconds: float) -> str:
-    for unit, size in (("years", 3.15e7), ("days", 86400), ("h", 3600), ("min", 60)):
+    for unit, size in (("years", 3.156e7), ("days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
+            value = seconds / size
+            return f"{value:,.0f} {unit}" if value >= 1000 else f"{value:.3g} {unit}"
     return f"{seconds:.3g} s"
 
 
 def _fmt_mib(mib: float) -> str:
-    return f"{mib / 1024:.3g} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
+    for unit, size in (("PiB", 2**30), ("TiB", 2**20), ("GiB", 2**10)):
+        if mib >= size:
+            return f"{mib / size:.3g} {unit}"
+    return f"{mib:.0f} MiB"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -492,7 +500,10 @@ def _gp_sweep(args: argparse.Namespace, emit) -> list[dict[str, Any]]:
         emit(record)
         records.append(record)
         if record.get("status") != "ok":
-            stop = record["status"]
+            limits = {"time limit": f"{args.time_limit:g} s time limit",
+                      "memory limit": f"{_fmt_mib(limit_mib)} memory limit"}
+            stop = f"n={n} exceeded the {limits[record['status']]}" if (
+                record["status"] in limits) else f"n={n} failed: {record.get('error', '')}"
             break
         done = record
         completed.append(record)
@@ -557,10 +568,10 @@ def _table(stream: dict[str, Any] | None, gp: list[dict[str, Any]], args) -> str
         lines.append(f"scikit-learn GaussianProcessRegressor, d={args.d}, ARD Matern 2.5, "
                      f"{args.gp_restarts} restarts (limits: {args.time_limit:g} s, "
                      f"{args.memory_limit_gib:g} GiB)")
-        lines.append(f"  {'n':>9}  {'fit time':>12}  {'peak RSS':>10}  {'test RMSE':>9}  status")
+        lines.append(f"  {'n':>9}  {'fit time':>14}  {'peak RSS':>10}  {'test RMSE':>9}  status")
         for r in gp:
             if r["record"] == "gp_fit" and r.get("status") == "ok":
-                lines.append(f"  {r['n']:>9,}  {_fmt_seconds(r['fit_seconds']):>12}  "
+                lines.append(f"  {r['n']:>9,}  {_fmt_seconds(r['fit_seconds']):>14}  "
                              f"{_fmt_mib(r['peak_rss_mib']):>10}  {r['test_rmse']:>9.4g}  ok")
             elif r["record"] == "gp_fit":
                 timed_out = r["status"] == "time limit"
@@ -568,10 +579,10 @@ def _table(stream: dict[str, Any] | None, gp: list[dict[str, Any]], args) -> str
                 seen = r.get("polled_peak_rss_mib")
                 memory = (">" if r["status"] == "memory limit" else "") + _fmt_mib(seen) if (
                     seen) else ""
-                lines.append(f"  {r['n']:>9,}  {took:>12}  {memory:>10}  {'':>9}  "
+                lines.append(f"  {r['n']:>9,}  {took:>14}  {memory:>10}  {'':>9}  "
                              f"{r['status']} {r.get('reason', r.get('error', ''))}".rstrip())
             elif r["record"] == "gp_extrapolated":
-                lines.append(f"  {r['n']:>9,}  {'~' + _fmt_seconds(r['fit_seconds']):>12}  "
+                lines.append(f"  {r['n']:>9,}  {'~' + _fmt_seconds(r['fit_seconds']):>14}  "
                              f"{'~' + _fmt_mib(r['peak_rss_mib']):>10}  {'':>9}  "
                              f"extrapolated from n={r['from_n']:,} (n^3 time, n^2 memory)")
             elif r["record"] == "gp_stop":
