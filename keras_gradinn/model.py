@@ -752,7 +752,7 @@ class GradINN(keras.Model):
         """
         if isinstance(y, tf.data.Dataset):
             count, total, squares, shift = 0, 0.0, 0.0, None
-            for batch in y:
+            for index, batch in enumerate(y):
                 _, target, _ = keras.utils.unpack_x_y_sample_weight(batch)
                 if target is None:
                     raise ValueError("the dataset must yield (x, y) pairs to adapt to")
@@ -763,6 +763,14 @@ class GradINN(keras.Model):
                     raise ValueError(
                         f"the dataset's targets must have shape (batch, {self.output_dim}); "
                         f"got {target.shape}"
+                    )
+                finite = np.all(np.isfinite(target), axis=1)
+                if not finite.all():
+                    # Otherwise the sums turn NaN and the error blames overflow.
+                    row = int(np.flatnonzero(~finite)[0])
+                    raise ValueError(
+                        f"the dataset's targets contain NaN or inf: batch {index}, row {row} "
+                        f"of that batch (row {count + row} of the stream)"
                     )
                 shift = target[0] if shift is None else shift
                 count += len(target)
