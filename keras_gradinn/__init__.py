@@ -10,7 +10,7 @@ Optional converters (tf2onnx, onnx, onnxruntime) and matplotlib load only
 when an export or a plot is made.
 """
 
-from keras_gradinn import export, priors, sampling
+from keras_gradinn import datasets, export, priors, sampling
 from keras_gradinn.jacobian import value_and_jacobian
 from keras_gradinn.model import GradINN, NonFiniteLossError
 from keras_gradinn.networks import mlp
@@ -21,6 +21,7 @@ __all__ = [
     "GradINN",
     "NonFiniteLossError",
     "__version__",
+    "datasets",
     "export",
     "mlp",
     "priors",

@@ -224,13 +224,13 @@ def stream_fit_record(
         times: list[float] = []
 
         class Probe(keras.callbacks.Callback):
-            step = 0
-
+            # With steps_per_execution > 1 a batch hook ends several steps.
             def on_train_batch_end(self, batch, logs=None):
-                Probe.step += 1
-                if Probe.step == 1:
+                step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                if not times:
                     times.append(time.perf_counter())
-                if Probe.step in marks:
+                while marks and step >= min(marks):
+                    marks.remove(min(marks))
                     samples.append(round(_rss_mib(), 1))
 
         start = time.perf_counter()
