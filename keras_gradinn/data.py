@@ -73,7 +73,8 @@ def _parse_cell(text: str, line: int, column: str, path: pathlib.Path) -> float:
         ) from None
 
 
-def _check_names(names: list[str], path: pathlib.Path) -> list[str]:
+def check_names(names: list[str], path: pathlib.Path) -> list[str]:
+    """Header names stripped of blanks; refuses empty and duplicate names."""
     names = [name.strip() for name in names]
     if any(name == "" for name in names):
         raise DataError(f"{path}: the header has an empty column name")
@@ -99,7 +100,7 @@ def read_table(path: str | pathlib.Path) -> Table:
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
-                names = _check_names(list(archive.files), path)
+                names = check_names(list(archive.files), path)
                 arrays = [np.asarray(archive[name]) for name in names]
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise DataError(f"{path}: not a readable NPZ file ({error})") from None
@@ -120,7 +121,7 @@ def read_table(path: str | pathlib.Path) -> Table:
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise DataError(f"{path}: the file is empty")
-    names = _check_names(rows[0], path)
+    names = check_names(rows[0], path)
     if len(rows) < 2:
         raise DataError(f"{path}: the table has a header but no rows")
     values = np.empty((len(rows) - 1, len(names)))

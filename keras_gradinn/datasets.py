@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_gradinn.data import AUTO_BOUNDS_MARGIN, DataError
+from keras_gradinn.data import AUTO_BOUNDS_MARGIN, DataError, check_names
 from keras_gradinn.networks import positive_int
 
 __all__ = ["DataError", "bounds_from_dataset", "from_csv", "from_npy"]
@@ -365,12 +365,7 @@ def _csv_header(path: pathlib.Path, delimiter: str) -> list[str]:
         raise DataError(f"{path}: not a readable CSV file ({error})") from None
     if header is None:
         raise DataError(f"{path}: the file is empty")
-    names = [name.strip() for name in header]
-    if any(name == "" for name in names):
-        raise DataError(f"{path}: the header row has an empty column name")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise DataError(f"{path}: duplicate column name(s) {', '.join(map(repr, duplicates))}")
+    names = check_names(header, path)
     if first_row is None:
         raise DataError(f"{path}: the file has a header row but no data rows")
     return names
