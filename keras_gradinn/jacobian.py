@@ -189,7 +189,8 @@ def dense_jacobian(
     for kernel, slope in zip(kernels[:0:-1], slopes[-2::-1]):
         flat = tf.matmul(tf.reshape(cotangent, [-1, kernel.shape[-1]]), kernel, transpose_b=True)
         cotangent = tf.reshape(flat, [-1, m, kernel.shape[0]]) * slope[:, None, :]
-    flat = tf.matmul(tf.reshape(cotangent, [-1, kernels[0].shape[-1]]), kernels[0], transpose_b=True)
+    flat = tf.reshape(cotangent, [-1, kernels[0].shape[-1]])
+    flat = tf.matmul(flat, kernels[0], transpose_b=True)
     return tf.reshape(flat, [-1, m, d])
 
 

@@ -122,9 +122,10 @@ class GradINN(keras.Model):
     are trained together. The Jacobian is differentiated by the step's
     tape: for any network it comes from a `tf.GradientTape` nested inside
     that tape; for a chain of Dense layers (as `keras_gradinn.mlp` builds)
-    it is by default written out by the chain rule from the same forward
-    pass as the data term (see `jacobian`), which gives the same values
-    with first-order ops only, about twice as fast and compilable by XLA.
+    it is by default written out by the chain rule from the layers'
+    kernels and closed-form activation slopes (see `jacobian`), which gives
+    the same values with first-order ops only: faster, and compilable by
+    XLA (docs/performance.md).
 
     Because the gradient term lives in the normalised space,
     `gradient_weight` does not depend on the units of x or y, and the prior
@@ -352,7 +353,9 @@ class GradINN(keras.Model):
         except ValueError as error:
             if jacobian == "auto":
                 return None
-            raise ValueError(f"jacobian={jacobian!r} needs a chain of Dense layers: {error}") from None
+            raise ValueError(
+                f"jacobian={jacobian!r} needs a chain of Dense layers: {error}"
+            ) from None
         return layers
 
     @staticmethod
@@ -517,7 +520,8 @@ class GradINN(keras.Model):
             network = lambda v: self.network(v, training=training)  # noqa: E731
             return network(z), value_and_jacobian(network, points)[1]
         _, slopes = dense_forward(self._dense, points)
-        return self.network(z, training=training), dense_jacobian(self._dense, slopes, self.jacobian)
+        jacobian = dense_jacobian(self._dense, slopes, self.jacobian)
+        return self.network(z, training=training), jacobian
 
     def _mismatch(self, points, jacobian, training) -> tf.Tensor:
         field = tf.reshape(self.prior(points, training=training), tf.shape(jacobian))
@@ -709,7 +713,8 @@ class GradINN(keras.Model):
         )
         bad_data, bad_gradient, bad_update = _any_replica(bad_data, bad_gradient, bad_update)
         code = tf.cast(bad_data, tf.int64) + 2 * tf.cast(bad_gradient, tf.int64)
-        code = tf.where(tf.logical_and(bad_update, tf.equal(code, 0)), tf.constant(4, tf.int64), code)
+        only_update = tf.logical_and(bad_update, tf.equal(code, 0))
+        code = tf.where(only_update, tf.constant(4, tf.int64), code)
         bad = tf.not_equal(code, 0)
 
         def update():
@@ -861,9 +866,8 @@ class GradINN(keras.Model):
                 arguments["validation_data"] = (*checked, *validation[2:])
         if not self.adapted:
             self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
-        if _is_array_like(x) and arguments.get("steps_per_epoch") is None and (
-            arguments.get("class_weight") is None and isinstance(arguments.get("shuffle", True), bool)
-        ):
+        simple = arguments.get("class_weight") is None and arguments.get("steps_per_epoch") is None
+        if _is_array_like(x) and simple and isinstance(arguments.get("shuffle", True), bool):
             self._repeat_arrays(arguments)
         steps = arguments.get("steps_per_epoch")
         if steps is None and isinstance(arguments["x"], tf.data.Dataset):

@@ -746,7 +746,9 @@ def test_fit_does_not_retrace_across_epochs_or_fits():
 
     model.train_step = counted
     seen = []
-    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(len(traces)))
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(len(traces))
+    )
     model.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[record])
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[record])
     assert seen[0] >= 1
@@ -758,7 +760,9 @@ def test_auto_steps_per_execution_runs_whole_small_epochs():
     model = mlp_model()
     model.compile(optimizer="adam")
     batches = []
-    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batches.append(batch))
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(batch)
+    )
     history = model.fit(x, x[:, :1], batch_size=32, epochs=2, verbose=0, callbacks=[record])
     assert model.steps_per_execution == 7 and len(history.history["loss"]) == 2
     assert int(model.collocation_step.numpy()) == 14 and batches == [6, 6]
