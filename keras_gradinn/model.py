@@ -580,6 +580,48 @@ class GradINN(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         self.optimizer.build(self.trainable_variables)
 
+    def reset_metrics(self) -> None:
+        """Resets every metric, in one compiled call on a single replica.
+
+        Keras resets each metric variable with its own eager operation at
+        every epoch, which is a measurable part of an epoch of a few steps.
+        """
+        if self._compiled_metrics_ok():
+            self._metrics_function("reset")()
+        else:
+            super().reset_metrics()
+
+    def get_metrics_result(self) -> dict:
+        """The metrics' current values, read in one compiled call (see `reset_metrics`)."""
+        if self._compiled_metrics_ok():
+            return self._metrics_function("result")()
+        return super().get_metrics_result()
+
+    def _compiled_metrics_ok(self) -> bool:
+        return not self.run_eagerly and self.distribute_strategy.num_replicas_in_sync == 1
+
+    def _metrics_function(self, kind: str):
+        # Traced again whenever the metrics or their variables change: compiled
+        # metrics only get their variables in the first training step.
+        metrics = self.metrics
+        key = (kind, tuple(id(v) for m in metrics for v in [m, *m.variables]))
+        cached = self.__dict__.get("_metrics_functions", {})
+        if key not in cached:
+            if kind == "reset":
+                def function():
+                    for metric in metrics:
+                        metric.reset_state()
+            else:
+                def function():
+                    values = {}
+                    for metric in metrics:
+                        result = metric.result()
+                        values.update(result if isinstance(result, dict) else {metric.name: result})
+                    return values
+            cached = {**{k: v for k, v in cached.items() if k[0] != kind}, key: tf.function(function)}
+            object.__setattr__(self, "_metrics_functions", cached)
+        return cached[key]
+
     @property
     def metrics(self):
         own = [self.loss_tracker, self.data_loss_tracker, self.gradient_loss_tracker]

@@ -783,3 +783,16 @@ def test_a_non_finite_first_step_is_reported_as_step_one_and_changes_nothing():
         model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
     for a, b in zip(model.network.get_weights() + model.prior.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+def test_compiled_metric_reset_and_results_match_keras():
+    x = points_2d(40, seed=6)
+    model = mlp_model()
+    model.compile(optimizer="adam", metrics=["mae"])
+    history = model.fit(x, x[:, :1], batch_size=8, epochs=2, verbose=0).history
+    compiled = {k: float(v) for k, v in model.get_metrics_result().items()}
+    eager = {k: float(v) for k, v in keras.Model.get_metrics_result(model).items()}
+    assert compiled == eager and set(compiled) == set(history)
+    assert compiled["loss"] == pytest.approx(history["loss"][-1], rel=1e-6)
+    model.reset_metrics()
+    assert all(float(v) == 0.0 for v in keras.Model.get_metrics_result(model).values())
