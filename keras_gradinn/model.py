@@ -512,16 +512,15 @@ class GradINN(keras.Model):
     def gradient_loss(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Mean over points of ||J f(z) - h(z)||_F^2 at normalised points `z`."""
         z = tf.convert_to_tensor(z)
-        return self._mismatch(z, self._outputs_and_jacobian(z[:0], z, training)[1], training)
+        return self._mismatch(z, self._jacobian(z, training), training)
 
-    def _outputs_and_jacobian(self, z, points, training) -> tuple[tf.Tensor, tf.Tensor]:
-        """The network's outputs at `z` and its Jacobian (k, m, d) at `points`."""
+    def _jacobian(self, points, training) -> tf.Tensor:
+        """The network's Jacobian (k, m, d) at normalised `points`, as `jacobian` says."""
         if self._dense is None:
             network = lambda v: self.network(v, training=training)  # noqa: E731
-            return network(z), value_and_jacobian(network, points)[1]
+            return value_and_jacobian(network, points)[1]
         _, slopes = dense_forward(self._dense, points)
-        jacobian = dense_jacobian(self._dense, slopes, self.jacobian)
-        return self.network(z, training=training), jacobian
+        return dense_jacobian(self._dense, slopes, self.jacobian)
 
     def _mismatch(self, points, jacobian, training) -> tf.Tensor:
         field = tf.reshape(self.prior(points, training=training), tf.shape(jacobian))
@@ -630,23 +629,17 @@ class GradINN(keras.Model):
         return own + rest
 
     def _loss_terms(self, z, t, sample_weight, training):
-        with_gradient = self.gradient_weight > 0 and (
-            training or self._collocation.mode is not None
-        )
-        if with_gradient:
-            points = tf.cast(self.collocation_points(), z.dtype)
-            t_pred, jacobian = self._outputs_and_jacobian(z, points, training)
-        else:
-            t_pred = self.network(z, training=training)
+        t_pred = self.network(z, training=training)
         data_loss = self.compute_loss(
             x=z, y=t, y_pred=t_pred, sample_weight=sample_weight, training=training
         )
         data_loss = tf.cast(data_loss, tf.float32) if data_loss.dtype == tf.float16 else data_loss
-        if with_gradient:
+        if self.gradient_weight > 0 and (training or self._collocation.mode is not None):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             # Scaled per replica like Keras scales the compiled loss, so the
             # all-reduced gradients are those of the global mean.
-            gradient_loss = self._mismatch(points, jacobian, training) / replicas
+            points = tf.cast(self.collocation_points(), z.dtype)
+            gradient_loss = self.gradient_loss(points, training=training) / replicas
             gradient_loss = tf.cast(gradient_loss, data_loss.dtype)
             loss = data_loss + self.gradient_weight * gradient_loss
         elif self.gradient_weight > 0:
