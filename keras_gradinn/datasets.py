@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from keras_gradinn.data import AUTO_BOUNDS_MARGIN, DataError, check_names
 from keras_gradinn.networks import positive_int
+from keras_gradinn.validation import first_nonfinite_row
 
 __all__ = ["DataError", "bounds_from_dataset", "from_csv", "from_npy"]
 
@@ -533,9 +534,8 @@ def bounds_from_dataset(
             raise ValueError(f"batch {index}: x must have shape {expected}; got {x.shape}")
         if len(x) == 0:
             continue
-        finite = np.all(np.isfinite(x), axis=1)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
+        row = first_nonfinite_row(x)
+        if row is not None:
             raise ValueError(
                 f"batch {index}, row {row} (row {rows + row} of the stream): x contains NaN "
                 f"or inf"

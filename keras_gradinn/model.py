@@ -25,7 +25,7 @@ from keras_gradinn.jacobian import (
     value_and_jacobian,
 )
 from keras_gradinn.networks import positive_int
-from keras_gradinn.validation import finite_array, outside
+from keras_gradinn.validation import finite_array, first_nonfinite_row, outside
 
 __all__ = ["GradINN", "NonFiniteLossError"]
 
@@ -804,10 +804,9 @@ class GradINN(keras.Model):
                         f"the dataset's targets must have shape (batch, {self.output_dim}); "
                         f"got {target.shape}"
                     )
-                finite = np.all(np.isfinite(target), axis=1)
-                if not finite.all():
-                    # Otherwise the sums turn NaN and the error blames overflow.
-                    row = int(np.flatnonzero(~finite)[0])
+                # Otherwise the sums turn NaN and the error blames overflow.
+                row = first_nonfinite_row(target)
+                if row is not None:
                     raise ValueError(
                         f"the dataset's targets contain NaN or inf: batch {index}, row {row} "
                         f"of that batch (row {count + row} of the stream)"

@@ -7,11 +7,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BOUNDS_SLACK", "finite_array", "outside"]
+__all__ = ["BOUNDS_SLACK", "finite_array", "first_nonfinite_row", "outside"]
 
 #: Relative slack when checking that points lie inside the bounds, so values
 #: written to a CSV and read back at the boundary are not rejected.
 BOUNDS_SLACK = 1e-6
+
+
+def first_nonfinite_row(rows: np.ndarray) -> int | None:
+    """Index of the first row of a 2-D array holding NaN or inf, or None if all are finite."""
+    bad = np.flatnonzero(~np.all(np.isfinite(rows), axis=1))
+    return int(bad[0]) if len(bad) else None
 
 
 def finite_array(value: Any, label: str) -> np.ndarray:
