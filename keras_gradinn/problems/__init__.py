@@ -11,6 +11,7 @@ residuals for a physics-informed baseline. One module per problem defines it;
 | `friedman1` | x1..x5 | y | [0, 1]^5 |
 | `friedman1_10d` | x1..x10 | y | [0, 1]^10 (x6..x10 unused) |
 | `stokes_sphere` | x, y | u, v, p | [-3, 3] x [0, 3] outside r < 1 |
+| `lotka_volterra` | t | prey, predator | [0, 15] |
 
 Example:
     >>> import numpy as np
@@ -41,6 +42,7 @@ _MODULES = {
     "friedman1": "friedman",
     "friedman1_10d": "friedman",
     "stokes_sphere": "stokes",
+    "lotka_volterra": "lotka_volterra",
 }
 
 Points = Callable[[np.ndarray], np.ndarray]
