@@ -12,6 +12,7 @@ residuals for a physics-informed baseline. One module per problem defines it;
 | `friedman1_10d` | x1..x10 | y | [0, 1]^10 (x6..x10 unused) |
 | `stokes_sphere` | x, y | u, v, p | [-3, 3] x [0, 3] outside r < 1 |
 | `lotka_volterra` | t | prey, predator | [0, 15] |
+| `burgers` | x, t | u | [-1, 1] x [0, 1] |
 
 Example:
     >>> import numpy as np
@@ -43,6 +44,7 @@ _MODULES = {
     "friedman1_10d": "friedman",
     "stokes_sphere": "stokes",
     "lotka_volterra": "lotka_volterra",
+    "burgers": "burgers",
 }
 
 Points = Callable[[np.ndarray], np.ndarray]
