@@ -10,7 +10,7 @@ Optional converters (tf2onnx, onnx, onnxruntime) and matplotlib load only
 when an export or a plot is made.
 """
 
-from keras_gradinn import datasets, export, priors, sampling
+from keras_gradinn import datasets, export, priors, problems, sampling
 from keras_gradinn.jacobian import value_and_jacobian
 from keras_gradinn.model import GradINN, NonFiniteLossError
 from keras_gradinn.networks import mlp
@@ -25,6 +25,7 @@ __all__ = [
     "export",
     "mlp",
     "priors",
+    "problems",
     "sampling",
     "value_and_jacobian",
 ]
