@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   keras-gradinn info runs/beam/model.keras
   keras-gradinn export runs/beam/model.keras --onnx beam.onnx --with-gradient
   keras-gradinn perf --out perf.jsonl
+  keras-gradinn bench friedman1 --quick --out bench-quick
 """
 
 
@@ -140,6 +141,20 @@ def _parser() -> argparse.ArgumentParser:
     from keras_gradinn import perf as perf_module
 
     perf_module.add_arguments(perf)
+
+    bench = commands.add_parser(
+        "bench", help="run the benchmark protocol: GradINN against S-NN, PINN and a GP",
+        formatter_class=_RAW,
+        description="Train every method on every (n, noise, seed) of the protocol for the given "
+        "problems,\nappending one JSON record per run to OUT/runs.jsonl (runs already there are "
+        "skipped),\nthen write OUT/tables.md and PNG plots. Needs scikit-learn for the GP: "
+        "pip install 'keras-gradinn[bench]'.",
+        epilog="example:\n  keras-gradinn bench friedman1 --n 50 200 --methods gradinn snn gp "
+        "--out bench",
+    )
+    from keras_gradinn.bench import command as bench_command
+
+    bench_command.add_arguments(bench)
     return parser
 
 
@@ -180,6 +195,10 @@ def _run(args: argparse.Namespace) -> int:
         from keras_gradinn import perf
 
         return perf.command(args)
+    elif args.command == "bench":
+        from keras_gradinn.bench import command as bench_command
+
+        return bench_command.command(args)
     return 0
 
 

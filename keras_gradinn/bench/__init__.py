@@ -1,0 +1,1 @@
+"""Benchmark suite: methods, runner and report (needs `pip install keras-gradinn[bench]`)."""

@@ -1,0 +1,50 @@
+"""`keras-gradinn bench`: run the benchmark protocol and write its report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["add_arguments", "command"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("problems", nargs="+", metavar="PROBLEM",
+                        help="problem names (see keras_gradinn.problems.names()), or 'all'")
+    parser.add_argument("--n", type=int, nargs="+", help="training sizes (default: the protocol's)")
+    parser.add_argument("--noise", type=float, nargs="+",
+                        help="noise levels (default: 0 0.01 0.05 0.1 for friedman1, else 0 0.05)")
+    parser.add_argument("--methods", nargs="+", help="gradinn snn pinn gp (default: all that apply)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds per cell (default 3; the headline cell gets at least 5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one seed per cell and 200 steps: a smoke test, not a result")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="worker processes (default: 2, or 1 on a one-core machine)")
+    parser.add_argument("--out", default="bench", help="results folder (default ./bench)")
+    parser.add_argument("--images", help="folder for the PNG plots (default OUT/img)")
+
+
+def command(args: argparse.Namespace) -> int:
+    from keras_gradinn import __version__, problems
+    from keras_gradinn.bench import report, runner
+
+    names = problems.names() if args.problems == ["all"] else args.problems
+    for name in names:
+        problems.get(name)  # an unknown name fails before any work
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1; got {args.jobs}")
+    runs = runner.plan(names, sizes=args.n, noises=args.noise, methods=args.methods,
+                       seeds=args.seeds, quick=args.quick)
+    print(f"{len(runs)} runs planned in {args.out}", file=sys.stderr)
+    records = runner.sweep(runs, args.out, quick=args.quick, jobs=args.jobs)
+    wanted = {run.key for run in runs}
+    shown = [r for r in records if runner._key(r) in wanted]
+    header = (f"keras_gradinn {__version__}, {os.cpu_count()} CPU core(s), command: "
+              f"`keras-gradinn bench {' '.join(sys.argv[2:]) if len(sys.argv) > 2 else ''}`"
+              + (" (QUICK: one seed, 200 steps; not a result)" if args.quick else "") + "\n")
+    path = report.write(shown, args.out, images=args.images, header=header)
+    print(report.tables(shown))
+    print(f"wrote {args.out}/runs.jsonl and {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,189 @@
+"""The benchmark's methods behind one interface: `gradinn`, `snn`, `pinn` and `gp`.
+
+Every neural method shares the network (`Settings.width` x `Settings.depth`,
+SiLU), the normalisation (inputs scaled to [-1, 1] by the problem's bounds,
+targets standardised), the optimiser (Adam, cosine-decayed from
+`Settings.learning_rate` to zero) and the full-batch step budget. They differ
+only in the second loss term on collocation points:
+
+- `gradinn`: `gradient_weight * mean ||J f - h||^2` with the problem's prior h;
+- `snn`: none (`gradient_weight=0`);
+- `pinn`: `pinn_weight * mean ||r||^2`, r the problem's equation residuals
+  divided by the output scale over the input scale (see `EquationModel`).
+
+`gp` is scikit-learn's Gaussian process as the protocol fixes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_gradinn import priors
+from keras_gradinn.model import GradINN
+from keras_gradinn.networks import mlp
+
+if TYPE_CHECKING:
+    from keras_gradinn.problems import Problem
+
+__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "fit", "settings_for"]
+
+METHODS = ("gradinn", "snn", "pinn", "gp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Training choices of the neural methods for one problem.
+
+    `prior` names a builder in `keras_gradinn.priors` and `prior_options`
+    its keyword arguments.
+    """
+
+    steps: int = 10_000
+    width: int = 64
+    depth: int = 3
+    activation: str = "silu"
+    learning_rate: float = 3e-3
+    n_collocation: int = 1024
+    prior: str = "smooth"
+    prior_options: tuple[tuple[str, Any], ...] = ()
+    gradient_weight: float = 1e-2
+    pinn_weight: float = 1e-2
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+#: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
+DEFAULTS: dict[str, Settings] = {
+    "friedman1": Settings(),
+    "friedman1_10d": Settings(),
+    "stokes_sphere": Settings(),
+    "lotka_volterra": Settings(prior="oscillatory", prior_options=(("frequency", 3.0),)),
+    "burgers": Settings(),
+}
+
+
+def settings_for(problem: str, *, quick: bool = False) -> Settings:
+    """The benchmark settings of `problem`; `quick` cuts the step budget to 200."""
+    settings = DEFAULTS.get(problem, Settings())
+    return settings.replace(steps=200, n_collocation=64) if quick else settings
+
+
+@dataclasses.dataclass
+class Fitted:
+    """A trained method: predictions and Jacobians in the problem's units."""
+
+    predict: Any
+    gradient: Any
+    train_seconds: float
+
+
+class EquationModel(GradINN):
+    """A physics-informed network: GradINN's training with the equations' residual.
+
+    The second loss term is `mean_c ||r(x_c)||^2` over collocation points,
+    `r` the problem's equation residuals of the prediction in user units,
+    divided by `mean(std(y)) / mean(half width of x)` so that one weight suits
+    problems in any units.
+    """
+
+    def __init__(self, network, *, equations, residual_scale: float, **kwargs):
+        super().__init__(network, priors.constant(network.input_shape[-1],
+                                                  network.output_shape[-1]), **kwargs)
+        self.equations = equations
+        self.residual_scale = float(residual_scale)
+
+    def gradient_loss(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
+        offset, scale, mean, std = self._scales(z.dtype)
+
+        def predict(x):
+            return mean + std * self.network((x - offset) / scale, training=training)
+
+        residual = self.equations(predict, offset + scale * z) / self.residual_scale
+        return tf.reduce_mean(tf.reduce_sum(tf.square(residual), axis=-1))
+
+
+def _collocation(problem: Problem, contains, seed: int) -> dict[str, Any]:
+    """Sampler arguments: quasi-random in a box, or a fixed pool in any other domain."""
+    if contains is None:
+        return {"sampler": "sobol"}
+    box = dataclasses.replace(problem, contains=contains)
+    return {"sampler": box.sample(16_384, np.random.default_rng(seed)), "contains": contains}
+
+
+def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Settings,
+                   seed: int) -> GradINN:
+    network = mlp(problem.d, problem.m, width=settings.width, depth=settings.depth,
+                  activation=settings.activation, seed=seed)
+    common = dict(bounds=problem.bounds, n_collocation=settings.n_collocation, seed=seed)
+    if method == "pinn":
+        if problem.equations is None:
+            raise ValueError(f"problem {problem.name!r} has no equations for the pinn method")
+        contains = problem.equation_contains or problem.contains
+        half_width = 0.5 * (problem.bounds[:, 1] - problem.bounds[:, 0])
+        return EquationModel(
+            network, equations=problem.equations,
+            residual_scale=float(np.mean(np.std(y, axis=0)) / np.mean(half_width)),
+            gradient_weight=settings.pinn_weight, **_collocation(problem, contains, seed),
+            **common,
+        )
+    weight = settings.gradient_weight if method == "gradinn" else 0.0
+    prior = priors.build(settings.prior, problem.d, problem.m, seed=seed,
+                         **dict(settings.prior_options))
+    return GradINN(network, prior, gradient_weight=weight,
+                   **_collocation(problem, problem.contains, seed), **common)
+
+
+def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
+                 settings: Settings, seed: int) -> Fitted:
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    start = time.perf_counter()
+    model = _network_model(method, problem, y, settings, seed)
+    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    model.adapt(y)
+    # Full batch: the training set is one batch, repeated for the whole budget.
+    data = tf.data.Dataset.from_tensors((x.astype("float32"), y.astype("float32"))).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=settings.steps, verbose=0)
+    seconds = time.perf_counter() - start
+    return Fitted(
+        predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
+        gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
+        train_seconds=seconds,
+    )
+
+
+def _fit_gp(problem: Problem, x: np.ndarray, y: np.ndarray, seed: int) -> Fitted:
+    from keras_gradinn.bench.gp import fit_gp
+
+    start = time.perf_counter()
+    gp = fit_gp(x, y, problem.bounds, seed=seed)
+    seconds = time.perf_counter() - start
+    return Fitted(predict=gp.predict, gradient=gp.gradient, train_seconds=seconds)
+
+
+def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
+        settings: Settings | None = None, seed: int = 0) -> Fitted:
+    """Trains `method` on (x, y) of `problem`.
+
+    Args:
+        method: one of `METHODS`.
+        problem: the benchmark problem (bounds, domain, equations).
+        x: training inputs (n, d) in the problem's units.
+        y: training targets (n, m).
+        settings: neural training choices (default `settings_for(problem.name)`).
+        seed: seed of weights and collocation draws (and the GP's restarts).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if method == "gp":
+        return _fit_gp(problem, x, y, seed)
+    settings = settings or settings_for(problem.name)
+    return _fit_network(method, problem, x, y, settings, seed)

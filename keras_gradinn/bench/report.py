@@ -1,0 +1,152 @@
+"""The benchmark report: markdown tables and PNG plots from `runs.jsonl` records."""
+
+from __future__ import annotations
+
+import collections
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["plot_fields", "plot_rmse", "tables", "write"]
+
+METHOD_ORDER = ("gradinn", "snn", "pinn", "gp")
+LABELS = {"gradinn": "GradINN", "snn": "S-NN", "pinn": "PINN", "gp": "GP"}
+
+
+def _cells(records: Sequence[dict]) -> dict:
+    """(problem, noise, n, method) -> list of records."""
+    cells = collections.defaultdict(list)
+    for r in records:
+        cells[(r["problem"], float(r["noise"]), int(r["n"]), r["method"])].append(r)
+    return cells
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.3g} ± {std:.2g}"
+
+
+def tables(records: Sequence[dict]) -> str:
+    """Markdown: per problem and noise level, rows n, columns methods.
+
+    Cells are `mean ± std` over seeds of the value RMSE, then of the gradient
+    RMSE, then the seed count and mean training seconds.
+    """
+    cells = _cells(records)
+    out = []
+    for problem in dict.fromkeys(r["problem"] for r in records):
+        for noise in sorted({k[1] for k in cells if k[0] == problem}):
+            methods = [m for m in METHOD_ORDER if any(
+                k[0] == problem and k[1] == noise and k[3] == m for k in cells)]
+            out.append(f"### {problem}, noise {noise:g}\n")
+            out.append("Value RMSE (mean ± std over seeds); gradient RMSE below it.\n")
+            out.append("| n | seeds | " + " | ".join(LABELS[m] for m in methods) + " |")
+            out.append("| --- | --- |" + " --- |" * len(methods))
+            for n in sorted({k[2] for k in cells if k[0] == problem and k[1] == noise}):
+                row, grad, seconds, seeds = [], [], [], set()
+                for m in methods:
+                    runs = cells.get((problem, noise, n, m), [])
+                    seeds |= {len(runs)}
+                    row.append(_mean_std([r["rmse"] for r in runs]) if runs else "-")
+                    grad.append(_mean_std([r["grad_rmse"] for r in runs]) if runs else "-")
+                    seconds.append(f"{np.mean([r['train_seconds'] for r in runs]):.0f} s"
+                                   if runs else "-")
+                count = "/".join(str(s) for s in sorted(seeds))
+                out.append(f"| {n} | {count} | " + " | ".join(row) + " |")
+                out.append("| ∇ |  | " + " | ".join(grad) + " |")
+                out.append("| time |  | " + " | ".join(seconds) + " |")
+            out.append("")
+    return "\n".join(out)
+
+
+def _figure(rows: int, columns: int, size: tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(rows, columns, squeeze=False)
+
+
+def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) -> None:
+    """Value and gradient RMSE against n on log axes, one line per method and noise."""
+    cells = _cells(records)
+    figure, axes = _figure(1, 2, (10, 4))
+    colours = {"gradinn": "tab:red", "snn": "tab:blue", "pinn": "tab:green", "gp": "tab:gray"}
+    styles = ["-", "--", ":", "-."]
+    noises = sorted({k[1] for k in cells if k[0] == problem})
+    for axis, key, title in zip(axes[0], ("rmse", "grad_rmse"), ("value RMSE", "gradient RMSE")):
+        for method in METHOD_ORDER:
+            for style, noise in zip(styles, noises):
+                sizes = sorted(k[2] for k in cells if k[0] == problem and k[1] == noise
+                               and k[3] == method)
+                if not sizes:
+                    continue
+                values = [np.mean([r[key] for r in cells[(problem, noise, n, method)]])
+                          for n in sizes]
+                axis.plot(sizes, values, style, marker="o", color=colours[method],
+                          label=f"{LABELS[method]}, noise {noise:g}")
+        axis.set(xscale="log", yscale="log", xlabel="training points n", title=title)
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0][1].legend(fontsize=7, ncol=2)
+    figure.suptitle(problem)
+    figure.savefig(path, dpi=110)
+
+
+def plot_fields(problem, fields: dict[str, np.ndarray], grid: np.ndarray,
+                path: str | os.PathLike, *, title: str) -> None:
+    """Truth, then each method's prediction of every output on a 2-D grid."""
+    inside = np.ones(len(grid), bool) if problem.contains is None else problem.contains(grid)
+    truth = np.full((len(grid), problem.m), np.nan)
+    truth[inside] = problem.solution(grid[inside])
+    side = int(round(np.sqrt(len(grid))))
+    panels = {"exact": truth, **fields}
+    figure, axes = _figure(problem.m, len(panels), (3.4 * len(panels), 2.6 * problem.m))
+    extent = [*problem.bounds[0], *problem.bounds[1]]
+    for j in range(problem.m):
+        low, high = np.percentile(truth[inside, j], [1, 99])
+        for axis, (name, values) in zip(axes[j], panels.items()):
+            image = np.where(inside, values[:, j], np.nan).reshape(side, side)
+            shown = axis.imshow(image, origin="lower", extent=extent, aspect="auto",
+                                vmin=low, vmax=high, cmap="viridis")
+            axis.set_title(f"{LABELS.get(name, name)}: {problem.output_labels[j]}", fontsize=9)
+            axis.set(xlabel=problem.input_labels[0], ylabel=problem.input_labels[1])
+        figure.colorbar(shown, ax=axes[j].tolist(), shrink=0.8)
+    figure.suptitle(title)
+    figure.savefig(path, dpi=90)
+
+
+def write(records: Sequence[dict], out: str | os.PathLike, *,
+          images: str | os.PathLike | None = None, header: str = "") -> pathlib.Path:
+    """Writes `out/tables.md` and the plots (in `images`, default `out/img`)."""
+    from keras_gradinn import problems
+    from keras_gradinn.bench.runner import field_grid
+
+    folder = pathlib.Path(out)
+    images = pathlib.Path(images) if images is not None else folder / "img"
+    images.mkdir(parents=True, exist_ok=True)
+    lines = [header] if header else []
+    for name in dict.fromkeys(r["problem"] for r in records):
+        png = images / f"{name}_rmse.png"
+        plot_rmse(records, name, png)
+        lines.append(f"![{name}: RMSE against n]({os.path.relpath(png, folder)})\n")
+        problem = problems.get(name)
+        saved = sorted((folder / "fields").glob(f"{name}-*.npy"))
+        cells = collections.defaultdict(dict)
+        for file in saved:
+            _, method, n, noise = file.stem.rsplit("-", 3)
+            cells[(n, noise)][method] = np.load(file)
+        for (n, noise), fields in sorted(cells.items()):
+            if not {"gradinn", "snn"} <= set(fields):
+                continue
+            shown = {m: fields[m] for m in ("gradinn", "snn", "pinn") if m in fields}
+            png = images / f"{name}_field_{n}_{noise}.png"
+            plot_fields(problem, shown, field_grid(problem), png,
+                        title=f"{name}, {n[1:]} points, noise {noise[5:]}, seed 0")
+            lines.append(f"![{name}: fields]({os.path.relpath(png, folder)})\n")
+    path = folder / "tables.md"
+    path.write_text("\n".join(lines) + "\n" + tables(records))
+    return path

@@ -1,0 +1,226 @@
+"""The benchmark runner: every (problem, method, n, noise, seed) of the protocol, resumable.
+
+Each run trains one method on one training set and appends one JSON object to
+`DIR/runs.jsonl` as soon as it finishes, so an interrupted sweep restarts
+where it stopped: runs already in the file are skipped. Runs go to `jobs`
+worker processes (one TensorFlow thread each), which import TensorFlow once
+and then take runs one after another.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["Run", "load_runs", "plan", "run_one", "sweep"]
+
+#: Noise levels of the protocol: all four for `friedman1`, 0 and 0.05 elsewhere.
+NOISE_LEVELS = {"friedman1": (0.0, 0.01, 0.05, 0.10)}
+DEFAULT_NOISE = (0.0, 0.05)
+#: The headline cell gets at least this many seeds.
+HEADLINE = ("friedman1", 200, 0.0)
+HEADLINE_SEEDS = 5
+#: Seed of the runs whose predictions on a grid are kept for the field plots.
+FIELD_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Run:
+    """One cell of the sweep with one seed."""
+
+    problem: str
+    n: int
+    noise: float
+    seed: int
+    method: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.problem, self.method, self.n, float(self.noise), self.seed)
+
+
+def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
+         noises: Sequence[float] | None = None, methods: Sequence[str] | None = None,
+         seeds: int = 3, quick: bool = False) -> list[Run]:
+    """The runs of a sweep, cheapest cells (noise-free, smallest n) first.
+
+    `sizes`, `noises` and `methods` default to the protocol's for each
+    problem (`pinn` only where the problem has equations). `quick` runs one
+    seed per cell; otherwise `seeds` per cell and at least `HEADLINE_SEEDS`
+    in the headline cell.
+    """
+    from keras_gradinn import problems as registry
+    from keras_gradinn.bench.methods import METHODS
+
+    if int(seeds) < 1:
+        raise ValueError(f"seeds must be >= 1; got {seeds!r}")
+    runs = []
+    for name in problems:
+        problem = registry.get(name)
+        chosen = methods or [m for m in METHODS if m != "pinn" or problem.equations is not None]
+        for method in chosen:
+            if method not in METHODS:
+                raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+            if method == "pinn" and problem.equations is None:
+                raise ValueError(f"problem {name!r} has no equations, so no pinn runs")
+        for noise in noises if noises is not None else NOISE_LEVELS.get(name, DEFAULT_NOISE):
+            if not 0 <= float(noise) < 1:
+                raise ValueError(f"noise must be in [0, 1); got {noise!r}")
+            for n in sizes or problem.sizes:
+                if int(n) < 2:
+                    raise ValueError(f"n must be >= 2; got {n!r}")
+                count = 1 if quick else int(seeds)
+                if (name, int(n), float(noise)) == HEADLINE and not quick:
+                    count = max(count, HEADLINE_SEEDS)
+                runs += [Run(name, int(n), float(noise), seed, method)
+                         for seed in range(count) for method in chosen]
+    return sorted(runs, key=lambda r: (r.noise, r.n, r.problem, r.seed, r.method))
+
+
+def training_set(problem, n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` uniform points of the run's seed, with Gaussian noise of `noise` x std per output."""
+    rng = np.random.default_rng([seed, n])
+    x = problem.sample(n, rng)
+    y = problem.solution(x)
+    return x, y + rng.normal(size=y.shape) * (noise * y.std(axis=0))
+
+
+def field_grid(problem, size: int = 121) -> np.ndarray:
+    """A grid over a 2-D problem's box for the field plots (points outside the domain included)."""
+    axes = [np.linspace(low, high, size) for low, high in problem.bounds]
+    return np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="xy")], axis=1)
+
+
+def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict:
+    """Trains and scores one run; returns its record (see `docs/benchmarks.md`)."""
+    import keras_gradinn
+    from keras_gradinn import problems as registry
+    from keras_gradinn.bench import methods
+
+    problem = registry.get(run.problem)
+    x, y = training_set(problem, run.n, run.noise, run.seed)
+    x_test, y_test = problem.test_set()
+    settings = methods.settings_for(problem.name, quick=quick)
+    fitted = methods.fit(run.method, problem, x, y, settings=settings, seed=run.seed)
+    start = time.perf_counter()
+    prediction = fitted.predict(x_test)
+    predict_seconds = time.perf_counter() - start
+    jacobian = fitted.gradient(x_test)
+    rmse = np.sqrt(np.mean((prediction - y_test) ** 2, axis=0))
+    record = {
+        **dataclasses.asdict(run),
+        "rmse": float(rmse.mean()),
+        "nrmse": float(np.mean(rmse / y_test.std(axis=0))),
+        "grad_rmse": float(np.sqrt(np.mean((jacobian - problem.gradient(x_test)) ** 2))),
+        "rmse_per_output": rmse.tolist(),
+        "train_seconds": fitted.train_seconds,
+        "predict_seconds": predict_seconds,
+        "quick": bool(quick),
+        "settings": None if run.method == "gp" else dataclasses.asdict(settings),
+        "version": keras_gradinn.__version__,
+    }
+    if fields is not None and problem.d == 2 and run.seed == FIELD_SEED:
+        folder = pathlib.Path(fields)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{run.problem}-{run.method}-n{run.n}-noise{run.noise:g}.npy"
+        np.save(folder / name, fitted.predict(field_grid(problem)).astype(np.float32))
+    return record
+
+
+def load_runs(path: str | os.PathLike) -> list[dict]:
+    """Records of a runs file; a torn last line (an interrupted write) is dropped."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text().split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            Run(record["problem"], record["n"], record["noise"], record["seed"], record["method"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            if number == len(lines):  # no newline after it: the write was cut short
+                print(f"warning: dropping the incomplete last line of {path}", file=sys.stderr)
+                continue
+            raise ValueError(f"{path}, line {number}: not a benchmark run record ({error})") \
+                from error
+        records.append(record)
+    return records
+
+
+def _key(record: dict) -> tuple:
+    return (record["problem"], record["method"], int(record["n"]), float(record["noise"]),
+            int(record["seed"]))
+
+
+def _start_worker(threads: int) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _progress(done: int, total: int, started: float, text: str) -> None:
+    width = 24
+    filled = int(width * done / max(total, 1))
+    elapsed = time.perf_counter() - started
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed / 60:5.1f} min  {text}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def sweep(runs: Iterable[Run], out: str | os.PathLike, *, quick: bool = False,
+          jobs: int = 1) -> list[dict]:
+    """Runs what `runs` lists and `out/runs.jsonl` does not hold yet; returns all records.
+
+    Args:
+        runs: the runs to do (see `plan`).
+        out: the results folder (created).
+        quick: tiny step budgets, for trying the pipeline; a folder holds
+            either quick or full runs, never both.
+        jobs: worker processes; each uses one thread when `jobs > 1`.
+    """
+    folder = pathlib.Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "runs.jsonl"
+    records = load_runs(path)
+    if any(bool(r.get("quick")) != bool(quick) for r in records):
+        raise ValueError(
+            f"{path} holds {'full' if quick else 'quick'} runs; use another --out for "
+            f"{'quick' if quick else 'full'} runs"
+        )
+    done = {_key(r) for r in records}
+    todo = [run for run in runs if run.key not in done]
+    total = len(todo)
+    if not total:
+        return records
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    threads = 1 if jobs > 1 else max(os.cpu_count() or 1, 1)
+    with path.open("a") as sink, concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)
+    ) as pool:
+        futures = {pool.submit(run_one, run, quick=quick, fields=str(folder / "fields")): run
+                   for run in todo}
+        for count, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            run = futures[future]
+            record = future.result()
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            records.append(record)
+            _progress(count, total, started,
+                      f"{run.problem} {run.method} n={run.n} noise={run.noise:g} seed={run.seed}"
+                      f": rmse {record['rmse']:.4g}, grad {record['grad_rmse']:.4g}, "
+                      f"{record['train_seconds']:.0f} s")
+    return records

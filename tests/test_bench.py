@@ -1,0 +1,137 @@
+"""The benchmark suite: GP gradient, run plan, resumable runner, report and CLI (tiny budgets)."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from keras_gradinn import problems  # noqa: E402
+from keras_gradinn.bench import gp, methods, report, runner  # noqa: E402
+from keras_gradinn.cli import main  # noqa: E402
+
+
+def test_gp_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    bounds = np.array([[0.0, 2.0], [-1.0, 3.0]])
+    x = bounds[:, 0] + rng.random((30, 2)) * (bounds[:, 1] - bounds[:, 0])
+    y = np.stack([np.sin(x[:, 0]) * x[:, 1], x[:, 0] ** 2 - x[:, 1]], axis=1)
+    model = gp.fit_gp(x, y, bounds, seed=0)
+    points = bounds[:, 0] + rng.random((7, 2)) * (bounds[:, 1] - bounds[:, 0])
+    jacobian = model.gradient(points)
+    assert jacobian.shape == (7, 2, 2)
+    # A wide step: the posterior mean of a long-length-scale GP cancels large terms,
+    # so its finite differences at tiny steps are round-off.
+    h = 1e-3
+    for j in range(2):
+        step = np.zeros(2)
+        step[j] = h
+        central = (model.predict(points + step) - model.predict(points - step)) / (2 * h)
+        np.testing.assert_allclose(jacobian[:, :, j], central, rtol=1e-4, atol=1e-5)
+
+
+def test_plan_follows_the_protocol():
+    runs = runner.plan(["friedman1", "lotka_volterra"])
+    friedman = [r for r in runs if r.problem == "friedman1"]
+    assert {r.method for r in friedman} == {"gradinn", "snn", "gp"}  # no equations, no pinn
+    assert {r.noise for r in friedman} == {0.0, 0.01, 0.05, 0.10}
+    headline = [r for r in friedman if (r.n, r.noise, r.method) == (200, 0.0, "gradinn")]
+    assert sorted(r.seed for r in headline) == [0, 1, 2, 3, 4]
+    other = [r for r in friedman if (r.n, r.noise, r.method) == (100, 0.0, "gradinn")]
+    assert len(other) == 3
+    lv = [r for r in runs if r.problem == "lotka_volterra"]
+    assert {r.method for r in lv} == {"gradinn", "snn", "pinn", "gp"}
+    assert {r.n for r in lv} == {10, 20, 40, 80} and {r.noise for r in lv} == {0.0, 0.05}
+    assert len(lv) == 4 * 2 * 4 * 3
+    assert len(runner.plan(["burgers"], quick=True)) == 4 * 2 * 4
+    assert len(set(r.key for r in runs)) == len(runs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"methods": ["pinn"]}, "no equations"),
+        ({"methods": ["svm"]}, "method must be one of"),
+        ({"noises": [1.5]}, "noise must be in"),
+        ({"sizes": [1]}, "n must be >= 2"),
+        ({"seeds": 0}, "seeds must be >= 1"),
+    ],
+)
+def test_plan_rejects_bad_requests(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        runner.plan(["friedman1"], **kwargs)
+
+
+def test_training_set_is_seeded_and_noise_is_relative():
+    problem = problems.get("friedman1")
+    x, y = runner.training_set(problem, 4000, 0.1, seed=3)
+    x2, y2 = runner.training_set(problem, 4000, 0.1, seed=3)
+    np.testing.assert_array_equal(y, y2)
+    clean = problem.solution(x)
+    assert np.std(y - clean) == pytest.approx(0.1 * clean.std(), rel=0.05)
+    assert not np.allclose(runner.training_set(problem, 4000, 0.1, seed=4)[0], x)
+
+
+def test_equation_model_penalises_the_residual():
+    problem = problems.get("lotka_volterra")
+    x, y = runner.training_set(problem, 10, 0.0, seed=0)
+    settings = methods.settings_for(problem.name, quick=True)
+    model = methods._network_model("pinn", problem, y, settings, seed=0)
+    model.adapt(y)
+    z = np.linspace(-0.9, 0.9, 9, dtype="float32")[:, None]
+    loss = float(model.gradient_loss(z))
+    # The same residual from finite differences of the model's predictions.
+    t = problem.bounds[0, 0] + (z[:, 0] + 1) * (problem.bounds[0, 1] - problem.bounds[0, 0]) / 2
+    h = 1e-2
+    values = model.predict(t[:, None].astype("float64"), verbose=0)
+    slope = (model.predict((t + h)[:, None], verbose=0)
+             - model.predict((t - h)[:, None], verbose=0)) / (2 * h)
+    prey, predator = values[:, 0], values[:, 1]
+    residual = np.stack([slope[:, 0] - (1.0 * prey - 0.1 * prey * predator),
+                         slope[:, 1] - (0.075 * prey * predator - 1.5 * predator)], axis=1)
+    expected = np.mean(np.sum((residual / model.residual_scale) ** 2, axis=1))
+    assert loss == pytest.approx(expected, rel=2e-2)
+
+
+def test_tables_show_mean_and_std_per_cell():
+    records = [
+        {"problem": "p", "method": m, "n": 10, "noise": 0.0, "seed": s, "rmse": v,
+         "grad_rmse": 2 * v, "train_seconds": 1.0}
+        for m, values in (("gradinn", [1.0, 3.0]), ("gp", [0.5])) for s, v in enumerate(values)
+    ]
+    text = report.tables(records)
+    assert "| n | seeds | GradINN | GP |" in text
+    assert "| 10 | 1/2 | 2 ± 1.4 | 0.5 ± 0 |" in text
+    assert "| ∇ |  | 4 ± 2.8 | 1 ± 0 |" in text
+
+
+def test_runs_file_errors_and_torn_lines(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    good = {"problem": "friedman1", "method": "gp", "n": 10, "noise": 0.0, "seed": 0}
+    path.write_text(json.dumps(good) + "\n" + '{"problem": "friedm')
+    assert runner.load_runs(path) == [good]
+    path.write_text('{"oops": 1}\n' + json.dumps(good) + "\n")
+    with pytest.raises(ValueError, match="line 1: not a benchmark run record"):
+        runner.load_runs(path)
+
+
+def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "stokes_sphere", "--n", "12", "--noise", "0", "--methods", "gradinn",
+            "snn", "pinn", "gp", "--quick", "--jobs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    records = runner.load_runs(out / "runs.jsonl")
+    assert sorted(r["method"] for r in records) == ["gp", "gradinn", "pinn", "snn"]
+    for record in records:
+        assert {"problem", "method", "n", "noise", "seed", "rmse", "nrmse", "grad_rmse",
+                "train_seconds"} <= set(record)
+        assert record["quick"] and np.isfinite(record["rmse"]) and record["grad_rmse"] > 0
+    assert (out / "img" / "stokes_sphere_rmse.png").stat().st_size > 0
+    assert list((out / "img").glob("stokes_sphere_field_*.png"))
+    assert "### stokes_sphere, noise 0" in (out / "tables.md").read_text()
+    before = (out / "runs.jsonl").read_text()
+    assert main(argv) == 0  # everything is done: nothing is trained again
+    assert (out / "runs.jsonl").read_text() == before
+    with pytest.raises(ValueError, match="holds quick runs"):
+        runner.sweep(runner.plan(["stokes_sphere"], sizes=[12], noises=[0.0]), out)
