@@ -44,12 +44,12 @@ class Settings:
     its keyword arguments.
     """
 
-    steps: int = 10_000
+    steps: int = 20_000
     width: int = 64
     depth: int = 3
     activation: str = "silu"
     learning_rate: float = 3e-3
-    n_collocation: int = 1024
+    n_collocation: int = 256
     prior: str = "smooth"
     prior_options: tuple[tuple[str, Any], ...] = ()
     gradient_weight: float = 1e-2

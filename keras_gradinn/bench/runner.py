@@ -94,10 +94,21 @@ def training_set(problem, n: int, noise: float, seed: int) -> tuple[np.ndarray, 
     return x, y + rng.normal(size=y.shape) * (noise * y.std(axis=0))
 
 
-def field_grid(problem, size: int = 121) -> np.ndarray:
+def field_grid(problem, size: int = 101) -> np.ndarray:
     """A grid over a 2-D problem's box for the field plots (points outside the domain included)."""
     axes = [np.linspace(low, high, size) for low, high in problem.bounds]
     return np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="xy")], axis=1)
+
+
+def _field_runs(runs: Sequence[Run]) -> set[tuple]:
+    """Runs whose fields are kept: seed 0, noise 0, each problem's second-smallest n."""
+    sizes: dict[str, set[int]] = {}
+    for run in runs:
+        if run.noise == 0:
+            sizes.setdefault(run.problem, set()).add(run.n)
+    chosen = {p: sorted(n)[min(1, len(n) - 1)] for p, n in sizes.items()}
+    return {run.key for run in runs
+            if run.noise == 0 and run.seed == FIELD_SEED and chosen[run.problem] == run.n}
 
 
 def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict:
@@ -128,7 +139,7 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         "settings": None if run.method == "gp" else dataclasses.asdict(settings),
         "version": keras_gradinn.__version__,
     }
-    if fields is not None and problem.d == 2 and run.seed == FIELD_SEED:
+    if fields is not None and problem.d == 2:
         folder = pathlib.Path(fields)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{run.problem}-{run.method}-n{run.n}-noise{run.noise:g}.npy"
@@ -200,6 +211,7 @@ def sweep(runs: Iterable[Run], out: str | os.PathLike, *, quick: bool = False,
             f"{path} holds {'full' if quick else 'quick'} runs; use another --out for "
             f"{'quick' if quick else 'full'} runs"
         )
+    runs = list(runs)
     done = {_key(r) for r in records}
     todo = [run for run in runs if run.key not in done]
     total = len(todo)
@@ -211,11 +223,18 @@ def sweep(runs: Iterable[Run], out: str | os.PathLike, *, quick: bool = False,
     with path.open("a") as sink, concurrent.futures.ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)
     ) as pool:
-        futures = {pool.submit(run_one, run, quick=quick, fields=str(folder / "fields")): run
+        keep = _field_runs(runs)
+        futures = {pool.submit(run_one, run, quick=quick,
+                               fields=str(folder / "fields") if run.key in keep else None): run
                    for run in todo}
         for count, future in enumerate(concurrent.futures.as_completed(futures), 1):
             run = futures[future]
-            record = future.result()
+            try:
+                record = future.result()
+            except Exception as error:
+                # Finished runs are on disk; the rest waits for the next call.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise RuntimeError(f"{run} failed: {error}") from error
             sink.write(json.dumps(record) + "\n")
             sink.flush()
             records.append(record)

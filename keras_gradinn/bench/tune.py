@@ -27,16 +27,40 @@ SPARE_SEEDS = (1000,)
 VALIDATION_SEED = 999
 N_VALIDATION = 2000
 
-_SMOOTH = "smooth"
-#: name -> (method, changes to the problem's base settings)
-CANDIDATES = {
+
+def _gradinn(weight: float, prior: str = "smooth", **options) -> tuple[str, dict]:
+    return ("gradinn", {"gradient_weight": weight, "prior": prior,
+                        "prior_options": tuple(sorted(options.items()))})
+
+
+_FRIEDMAN = {
     "snn": ("snn", {}),
-    "smooth w=0.01": ("gradinn", {"gradient_weight": 0.01}),
-    "smooth w=0.03": ("gradinn", {"gradient_weight": 0.03}),
-    "smooth w=0.1": ("gradinn", {"gradient_weight": 0.1}),
-    "smooth w=1": ("gradinn", {"gradient_weight": 1.0}),
-    "smooth 1x16 w=0.1": ("gradinn", {"gradient_weight": 0.1,
-                                        "prior_options": (("width", 16),)}),
+    "smooth w=0.03": _gradinn(0.03),
+    "smooth w=0.1": _gradinn(0.1),
+    "smooth 1x16 w=0.1": _gradinn(0.1, width=16),
+    "constant w=0.01": _gradinn(0.01, "constant"),
+}
+_PHYSICAL = {
+    "snn": ("snn", {}),
+    "smooth w=0.01": _gradinn(0.01),
+    "smooth w=0.1": _gradinn(0.1),
+    "smooth w=1": _gradinn(1.0),
+    "pinn w=0.01": ("pinn", {"pinn_weight": 0.01}),
+    "pinn w=0.1": ("pinn", {"pinn_weight": 0.1}),
+    "pinn w=1": ("pinn", {"pinn_weight": 1.0}),
+}
+#: problem -> candidate name -> (method, changes to the problem's base settings)
+CANDIDATES = {
+    "friedman1": _FRIEDMAN,
+    "friedman1_10d": _FRIEDMAN,
+    "stokes_sphere": _PHYSICAL,
+    "burgers": _PHYSICAL,
+    "lotka_volterra": {
+        **_PHYSICAL,
+        "oscillatory w=0.01": _gradinn(0.01, "oscillatory", frequency=2.5),
+        "oscillatory w=0.1": _gradinn(0.1, "oscillatory", frequency=2.5),
+        "oscillatory w=1": _gradinn(1.0, "oscillatory", frequency=2.5),
+    },
 }
 
 
@@ -47,16 +71,17 @@ def score(problem_name: str, candidate: str, n: int, noise: float, seed: int) ->
     from keras_gradinn.bench.runner import training_set
 
     problem = problems.get(problem_name)
-    method, changes = CANDIDATES[candidate]
+    method, changes = CANDIDATES[problem_name][candidate]
     settings = methods.settings_for(problem_name).replace(**changes)
     x, y = training_set(problem, n, noise, seed)
     x_val = problem.sample(N_VALIDATION, np.random.default_rng(VALIDATION_SEED))
     y_val = problem.solution(x_val)
     fitted = methods.fit(method, problem, x, y, settings=settings, seed=seed)
     rmse = np.sqrt(np.mean((fitted.predict(x_val) - y_val) ** 2, axis=0))
+    grad_rmse = np.sqrt(np.mean((fitted.gradient(x_val) - problem.gradient(x_val)) ** 2))
     return {"problem": problem_name, "candidate": candidate, "n": n, "noise": noise,
             "seed": seed, "rmse": float(rmse.mean()),
-            "nrmse": float(np.mean(rmse / y_val.std(axis=0))),
+            "nrmse": float(np.mean(rmse / y_val.std(axis=0))), "grad_rmse": float(grad_rmse),
             "train_seconds": fitted.train_seconds}
 
 
@@ -65,12 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("problem")
     parser.add_argument("--n", type=int, nargs="+", required=True)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0])
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--candidates", nargs="+", help="default: all of the problem's")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", help="append one JSON line per score here")
     args = parser.parse_args(argv)
     from keras_gradinn.bench.runner import _start_worker
 
+    args.candidates = args.candidates or list(CANDIDATES[args.problem])
     cases = [(args.problem, c, n, noise, seed) for n in args.n for noise in args.noise
              for seed in SPARE_SEEDS for c in args.candidates]
     results = []
@@ -87,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\ncandidate: mean nRMSE over cases", file=sys.stderr)
     for candidate in args.candidates:
         values = [r["nrmse"] for r in results if r["candidate"] == candidate]
-        print(f"  {candidate:24s} {np.mean(values):.4f}", file=sys.stderr)
+        print(f"  {candidate:24s} {np.mean(values):.4f}  " + " ".join(
+            f"{v:.4f}" for v in values), file=sys.stderr)
     return 0
 
 
