@@ -64,7 +64,8 @@ DEFAULTS: dict[str, Settings] = {
     "friedman1": Settings(),
     "friedman1_10d": Settings(),
     "stokes_sphere": Settings(),
-    "lotka_volterra": Settings(prior="oscillatory", prior_options=(("frequency", 3.0),)),
+    "lotka_volterra": Settings(prior="oscillatory", prior_options=(("frequency", 2.5),),
+                               gradient_weight=0.1, pinn_weight=0.1),
     "burgers": Settings(),
 }
 
@@ -134,8 +135,10 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
             **common,
         )
     weight = settings.gradient_weight if method == "gradinn" else 0.0
-    prior = priors.build(settings.prior, problem.d, problem.m, seed=seed,
-                         **dict(settings.prior_options))
+    options = dict(settings.prior_options)
+    if settings.prior != "constant":  # the only prior without random weights
+        options.setdefault("seed", seed)
+    prior = priors.build(settings.prior, problem.d, problem.m, **options)
     return GradINN(network, prior, gradient_weight=weight,
                    **_collocation(problem, problem.contains, seed), **common)
 

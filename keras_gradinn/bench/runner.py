@@ -51,7 +51,7 @@ class Run:
 def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
          noises: Sequence[float] | None = None, methods: Sequence[str] | None = None,
          seeds: int = 3, quick: bool = False) -> list[Run]:
-    """The runs of a sweep, cheapest cells (noise-free, smallest n) first.
+    """The runs of a sweep, in the order they are run.
 
     `sizes`, `noises` and `methods` default to the protocol's for each
     problem (`pinn` only where the problem has equations). `quick` runs one
@@ -83,7 +83,10 @@ def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
                     count = max(count, HEADLINE_SEEDS)
                 runs += [Run(name, int(n), float(noise), seed, method)
                          for seed in range(count) for method in chosen]
-    return sorted(runs, key=lambda r: (r.noise, r.n, r.problem, r.seed, r.method))
+    # Noise 0 and 0.05 first (the report's main tables), so a sweep stopped early
+    # has whole tables; within a level, small training sets first.
+    return sorted(runs, key=lambda r: (r.noise not in (0.0, 0.05), r.noise, r.n, r.problem,
+                                       r.seed, r.method))
 
 
 def training_set(problem, n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,6 +184,11 @@ def _start_worker(threads: int) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:  # the GP's linear algebra, too, keeps to its share of the cores
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads)
 
 
 def _progress(done: int, total: int, started: float, text: str) -> None:
