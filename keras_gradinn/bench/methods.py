@@ -63,7 +63,8 @@ class Settings:
 DEFAULTS: dict[str, Settings] = {
     "friedman1": Settings(),
     "friedman1_10d": Settings(),
-    "stokes_sphere": Settings(),
+    "stokes_sphere": Settings(prior_options=(("depth", 2),), gradient_weight=0.01,
+                              pinn_weight=0.01),
     "lotka_volterra": Settings(prior="oscillatory", prior_options=(("frequency", 2.5),),
                                gradient_weight=0.1, pinn_weight=0.1),
     "burgers": Settings(),

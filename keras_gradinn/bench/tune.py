@@ -40,6 +40,8 @@ _FRIEDMAN = {
     "smooth w=0.03": _gradinn(0.03),
     "smooth w=0.1": _gradinn(0.1),
     "smooth 1x16 w=0.1": _gradinn(0.1, width=16),
+    "smooth 2x64 w=0.03": _gradinn(0.03, depth=2),
+    "smooth 2x64 w=0.1": _gradinn(0.1, depth=2),
 }
 _PHYSICAL = {
     "snn": ("snn", {}),
@@ -47,6 +49,7 @@ _PHYSICAL = {
     "smooth w=0.01": _gradinn(0.01),
     "smooth w=0.1": _gradinn(0.1),
     "smooth w=1": _gradinn(1.0),
+    "smooth 2x64 w=0.01": _gradinn(0.01, depth=2),
     "pinn w=0.01": ("pinn", {"pinn_weight": 0.01}),
     "pinn w=0.1": ("pinn", {"pinn_weight": 0.1}),
     "pinn w=1": ("pinn", {"pinn_weight": 1.0}),
