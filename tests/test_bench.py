@@ -106,6 +106,17 @@ def test_tables_show_mean_and_std_per_cell():
     assert "| ∇ |  | 4 ± 2.8 | 1 ± 0 |" in text
 
 
+def test_ratios_compare_gradinn_with_the_baselines():
+    records = [
+        {"problem": "p", "method": m, "n": n, "noise": 0.0, "seed": 0, "rmse": v, "grad_rmse": g}
+        for m, n, v, g in (("gradinn", 10, 1.0, 2.0), ("snn", 10, 2.0, 4.0),
+                           ("gp", 10, 0.5, 1.0), ("gradinn", 20, 1.0, 1.0), ("snn", 20, 0.5, 2.0))
+    ]
+    text = report.ratios(records)
+    assert "| p | 0 | 10 | 0.50, 0.50 * | 2.00, 2.00 |" in text
+    assert "| p | 0 | 20 | 2.00, 0.50 | - |" in text
+
+
 def test_runs_file_errors_and_torn_lines(tmp_path):
     path = tmp_path / "runs.jsonl"
     good = {"problem": "friedman1", "method": "gp", "n": 10, "noise": 0.0, "seed": 0}

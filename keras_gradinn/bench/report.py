@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_fields", "plot_rmse", "tables", "write"]
+__all__ = ["plot_fields", "plot_rmse", "ratios", "tables", "write"]
 
 METHOD_ORDER = ("gradinn", "snn", "pinn", "gp")
 LABELS = {"gradinn": "GradINN", "snn": "S-NN", "pinn": "PINN", "gp": "GP"}
@@ -60,6 +60,34 @@ def tables(records: Sequence[dict]) -> str:
                 out.append("| time |  | " + " | ".join(seconds) + " |")
             out.append("")
     return "\n".join(out)
+
+
+def ratios(records: Sequence[dict]) -> str:
+    """Markdown: GradINN's mean errors over S-NN's and over the GP's, per cell.
+
+    Each cell reads `value / gradient` ratios of mean RMSEs; below 1 means
+    GradINN is better. A `*` marks cells where GradINN beats S-NN in both.
+    """
+    cells = _cells(records)
+
+    def mean(key, problem, noise, n, method):
+        runs = cells.get((problem, noise, n, method))
+        return np.mean([r[key] for r in runs]) if runs else np.nan
+
+    out = ["| problem | noise | n | GradINN / S-NN (value, gradient) | GradINN / GP (value, "
+           "gradient) |", "| --- | --- | --- | --- | --- |"]
+    for problem, noise, n in sorted({k[:3] for k in cells}, key=lambda k: (
+            list(dict.fromkeys(r["problem"] for r in records)).index(k[0]), k[1], k[2])):
+        pair = []
+        for other in ("snn", "gp"):
+            value = mean("rmse", problem, noise, n, "gradinn") / mean("rmse", problem, noise, n,
+                                                                          other)
+            grad = (mean("grad_rmse", problem, noise, n, "gradinn")
+                    / mean("grad_rmse", problem, noise, n, other))
+            mark = " *" if other == "snn" and value < 1 and grad < 1 else ""
+            pair.append("-" if np.isnan(value) else f"{value:.2f}, {grad:.2f}{mark}")
+        out.append(f"| {problem} | {noise:g} | {n} | {pair[0]} | {pair[1]} |")
+    return "\n".join(out) + "\n"
 
 
 def _figure(rows: int, columns: int, size: tuple[float, float]):
@@ -148,5 +176,6 @@ def write(records: Sequence[dict], out: str | os.PathLike, *,
                         title=f"{name}, {n[1:]} points, noise {noise[5:]}, seed 0")
             lines.append(f"![{name}: fields]({os.path.relpath(png, folder)})\n")
     path = folder / "tables.md"
-    path.write_text("\n".join(lines) + "\n" + tables(records))
+    path.write_text("\n".join(lines) + "\n## GradINN against S-NN and the GP\n\n"
+                    + ratios(records) + "\n## All cells\n\n" + tables(records))
     return path
