@@ -144,5 +144,8 @@ def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
     before = (out / "runs.jsonl").read_text()
     assert main(argv) == 0  # everything is done: nothing is trained again
     assert (out / "runs.jsonl").read_text() == before
+    (out / "tables.md").unlink()
+    assert main([*argv[:2], "--report-only", "--out", str(out)]) == 0
+    assert "### stokes_sphere, noise 0" in (out / "tables.md").read_text()
     with pytest.raises(ValueError, match="holds quick runs"):
         runner.sweep(runner.plan(["stokes_sphere"], sizes=[12], noises=[0.0]), out)

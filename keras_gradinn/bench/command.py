@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 
 __all__ = ["add_arguments", "command"]
@@ -24,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (default: 2, or 1 on a one-core machine)")
     parser.add_argument("--out", default="bench", help="results folder (default ./bench)")
     parser.add_argument("--images", help="folder for the PNG plots (default OUT/img)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the report from the runs already in OUT")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -37,13 +40,18 @@ def command(args: argparse.Namespace) -> int:
         raise ValueError(f"--jobs must be >= 1; got {args.jobs}")
     runs = runner.plan(names, sizes=args.n, noises=args.noise, methods=args.methods,
                        seeds=args.seeds, quick=args.quick)
-    print(f"{len(runs)} runs planned in {args.out}", file=sys.stderr)
-    records = runner.sweep(runs, args.out, quick=args.quick, jobs=args.jobs)
-    wanted = {run.key for run in runs}
-    shown = [r for r in records if runner._key(r) in wanted]
-    header = (f"keras_gradinn {__version__}, {os.cpu_count()} CPU core(s), command: "
-              f"`keras-gradinn bench {' '.join(sys.argv[2:]) if len(sys.argv) > 2 else ''}`"
-              + (" (QUICK: one seed, 200 steps; not a result)" if args.quick else "") + "\n")
+    if args.report_only:  # whatever the folder holds for these problems
+        records = runner.load_runs(pathlib.Path(args.out) / "runs.jsonl")
+        shown = [r for r in records if r["problem"] in names]
+        header = f"Report of the {len(shown)} runs in `{args.out}/runs.jsonl`.\n"
+    else:
+        print(f"{len(runs)} runs planned in {args.out}", file=sys.stderr)
+        records = runner.sweep(runs, args.out, quick=args.quick, jobs=args.jobs)
+        wanted = {run.key for run in runs}
+        shown = [r for r in records if runner._key(r) in wanted]
+        header = (f"keras_gradinn {__version__}, {os.cpu_count()} CPU core(s), command: "
+                  f"`keras-gradinn bench {' '.join(sys.argv[2:])}`"
+                  + (" (QUICK: one seed, 200 steps; not a result)" if args.quick else "") + "\n")
     path = report.write(shown, args.out, images=args.images, header=header)
     print(report.tables(shown))
     print(f"wrote {args.out}/runs.jsonl and {path}", file=sys.stderr)
