@@ -118,6 +118,9 @@ def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) ->
                 axis.plot(sizes, values, style, marker="o", color=colours[method],
                           label=f"{LABELS[method]}, noise {noise:g}")
         axis.set(xscale="log", yscale="log", xlabel="training points n", title=title)
+        sizes = sorted({k[2] for k in cells if k[0] == problem})
+        axis.set_xticks(sizes, [str(n) for n in sizes])
+        axis.set_xticks([], minor=True)
         axis.grid(True, which="both", alpha=0.3)
     axes[0][1].legend(fontsize=7, ncol=2)
     figure.suptitle(problem)
