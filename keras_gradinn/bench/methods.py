@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Settings] = {
 
 
 def settings_for(problem: str, *, quick: bool = False) -> Settings:
-    """The benchmark settings of `problem`; `quick` cuts the step budget to 200."""
+    """The benchmark settings of `problem`; `quick` cuts them to 200 steps and 64 points."""
     settings = DEFAULTS.get(problem, Settings())
     return settings.replace(steps=200, n_collocation=64) if quick else settings
 
