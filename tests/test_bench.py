@@ -149,3 +149,23 @@ def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
     assert "### stokes_sphere, noise 0" in (out / "tables.md").read_text()
     with pytest.raises(ValueError, match="holds quick runs"):
         runner.sweep(runner.plan(["stokes_sphere"], sizes=[12], noises=[0.0]), out)
+
+
+def test_every_tuning_candidate_builds_its_model():
+    from keras_gradinn.bench import tune
+
+    for name, candidates in tune.CANDIDATES.items():
+        problem = problems.get(name)
+        x, y = runner.training_set(problem, 8, 0.0, seed=0)
+        for method, changes in candidates.values():
+            settings = methods.settings_for(name, quick=True).replace(**changes)
+            model = methods._network_model(method, problem, y, settings, seed=0)
+            assert model.gradient_weight == (
+                settings.pinn_weight if method == "pinn"
+                else settings.gradient_weight if method == "gradinn" else 0.0)
+
+
+def test_tuning_score_is_the_geometric_mean():
+    from keras_gradinn.bench.tune import geometric_mean
+
+    assert geometric_mean([0.01, 1.0]) == pytest.approx(0.1)
