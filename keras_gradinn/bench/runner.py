@@ -90,7 +90,11 @@ def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
 
 
 def training_set(problem, n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`n` uniform points of the run's seed, with Gaussian noise of `noise` x std per output."""
+    """`n` uniform points drawn with the seed `(seed, n)`, plus Gaussian noise of `noise` x std.
+
+    The noise's standard deviation is `noise` times the std of the clean
+    targets, per output, as the protocol fixes it.
+    """
     rng = np.random.default_rng([seed, n])
     x = problem.sample(n, rng)
     y = problem.solution(x)
@@ -115,7 +119,11 @@ def _field_runs(runs: Sequence[Run]) -> set[tuple]:
 
 
 def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict:
-    """Trains and scores one run; returns its record (see `docs/benchmarks.md`)."""
+    """Trains and scores one run; returns its record (see `docs/benchmarks.md`).
+
+    With `fields` (a folder), a 2-D problem's predictions on `field_grid` are
+    saved there for the report's field plots.
+    """
     import keras_gradinn
     from keras_gradinn import problems as registry
     from keras_gradinn.bench import methods
