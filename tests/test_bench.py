@@ -169,3 +169,18 @@ def test_tuning_score_is_the_geometric_mean():
     from keras_gradinn.bench.tune import geometric_mean
 
     assert geometric_mean([0.01, 1.0]) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["nosuch", "--n", "50"], "no tuning grid for problem 'nosuch'"),
+        (["friedman1", "--n", "50", "--candidates", "smooth w=9"], "unknown candidates"),
+    ],
+)
+def test_tune_rejects_unknown_problems_and_candidates(argv, message, capsys):
+    from keras_gradinn.bench import tune
+
+    with pytest.raises(SystemExit):
+        tune.main(argv)
+    assert message in capsys.readouterr().err

@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from keras_gradinn.bench.runner import _start_worker
 
+    if args.problem not in CANDIDATES:
+        parser.error(f"no tuning grid for problem {args.problem!r}; grids: {sorted(CANDIDATES)}")
+    unknown = set(args.candidates or ()) - set(CANDIDATES[args.problem])
+    if unknown:
+        parser.error(f"unknown candidates {sorted(unknown)}; {args.problem}'s are "
+                     f"{list(CANDIDATES[args.problem])}")
     args.candidates = args.candidates or list(CANDIDATES[args.problem])
     cases = [(args.problem, c, n, noise, seed) for n in args.n for noise in args.noise
              for seed in args.seeds for c in args.candidates]
