@@ -16,15 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 import keras_gradinn as kg
-from keras_gradinn.demo import friedman
 
-
-def friedman_gradient(x):
-    """Exact Jacobian of `friedman`, shape (n, 1, 5)."""
-    a = 10 * np.pi * np.cos(np.pi * x[:, 0] * x[:, 1])
-    ones = np.ones(len(x))
-    return np.stack([a * x[:, 1], a * x[:, 0], 40 * (x[:, 2] - 0.5), 10 * ones, 5 * ones],
-                    axis=1)[:, None, :]
+# The benchmark problem: the exact function and its exact Jacobian.
+friedman = kg.problems.get("friedman1")
 
 
 def main():
@@ -34,7 +28,7 @@ def main():
     args = parser.parse_args()
 
     x = np.random.default_rng(args.seed).random((200, 5))
-    y = friedman(x)
+    y = friedman.solution(x)
     keras.utils.set_random_seed(args.seed)
     network = kg.mlp(input_dim=5, output_dim=1, width=64, depth=3, activation="silu")
     prior = kg.priors.smooth(input_dim=5, output_dim=1)  # belief: a smooth gradient field
@@ -48,8 +42,10 @@ def main():
     model.fit(data, epochs=5, steps_per_epoch=max(1, args.steps // 5), verbose=2)
 
     x_test = np.random.default_rng(10_000).random((10_000, 5))
-    value_rmse = np.sqrt(np.mean((model.predict(x_test, verbose=0) - friedman(x_test)) ** 2))
-    gradient_rmse = np.sqrt(np.mean((model.predict_gradient(x_test) - friedman_gradient(x_test)) ** 2))
+    value_error = model.predict(x_test, verbose=0) - friedman.solution(x_test)
+    gradient_error = model.predict_gradient(x_test) - friedman.gradient(x_test)
+    value_rmse = np.sqrt(np.mean(value_error**2))
+    gradient_rmse = np.sqrt(np.mean(gradient_error**2))
     print(f"test RMSE: value {value_rmse:.4f}, gradient {gradient_rmse:.4f}")
 
     path = os.path.join(tempfile.mkdtemp(), "friedman.keras")

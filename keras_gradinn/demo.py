@@ -13,13 +13,10 @@ TEST_SEED = 10_000
 
 
 def friedman(x: np.ndarray) -> np.ndarray:
-    """Friedman's function on [0, 1]^5, shape (n, 5) -> (n, 1)."""
-    return (
-        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
-        + 20 * (x[:, 2] - 0.5) ** 2
-        + 10 * x[:, 3]
-        + 5 * x[:, 4]
-    )[:, None]
+    """Friedman's function on [0, 1]^5, shape (n, 5) -> (n, 1) (`problems.get("friedman1")`)."""
+    from keras_gradinn.problems import friedman as problem
+
+    return problem.solution(x)
 
 
 def _train(x, y, *, gradient_weight: float, steps: int, seed: int):
