@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from keras_gradinn.sampling import centre_and_half_width
+
 __all__ = ["GaussianProcess", "fit_gp"]
 
 
@@ -44,10 +46,11 @@ class GaussianProcess:
             grad = np.zeros_like(z)
             for start in range(0, len(z), 2048):
                 block = z[start:start + 2048]
-                diff = (block[:, None, :] - gp.X_train_[None, :, :]) / lengths**2
-                r = np.sqrt(np.sum(diff**2 * lengths**2, axis=-1))
+                scaled = (block[:, None, :] - gp.X_train_[None, :, :]) / lengths  # (x - x') / l
+                r = np.sqrt(np.sum(scaled**2, axis=-1))
                 weight = -c * (5.0 / 3.0) * (1 + np.sqrt(5.0) * r) * np.exp(-np.sqrt(5.0) * r)
-                grad[start:start + 2048] = np.einsum("nk,nkj,k->nj", weight, diff, alpha)
+                grad[start:start + 2048] = np.einsum("nk,nkj,k->nj", weight, scaled / lengths,
+                                                     alpha)
             rows.append(grad * float(np.ravel(gp._y_train_std)[0]))
         return np.stack(rows, axis=1) / self.half_width
 
@@ -62,9 +65,7 @@ def fit_gp(x: np.ndarray, y: np.ndarray, bounds: np.ndarray, *, seed: int = 0) -
         raise ImportError(
             "the gp baseline needs scikit-learn: pip install 'keras-gradinn[bench]'"
         ) from error
-    bounds = np.asarray(bounds, dtype=np.float64)
-    centre = bounds.mean(axis=1)
-    half_width = 0.5 * (bounds[:, 1] - bounds[:, 0])
+    centre, half_width = centre_and_half_width(np.asarray(bounds, dtype=np.float64))
     z = (np.asarray(x, dtype=np.float64) - centre) / half_width
     y = np.asarray(y, dtype=np.float64).reshape(len(z), -1)
     regressors = []

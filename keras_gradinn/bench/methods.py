@@ -27,6 +27,7 @@ import tensorflow as tf
 from keras_gradinn import priors
 from keras_gradinn.model import GradINN
 from keras_gradinn.networks import mlp
+from keras_gradinn.sampling import centre_and_half_width
 
 if TYPE_CHECKING:
     from keras_gradinn.problems import Problem
@@ -129,7 +130,7 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
         if problem.equations is None:
             raise ValueError(f"problem {problem.name!r} has no equations for the pinn method")
         contains = problem.equation_contains or problem.contains
-        half_width = 0.5 * (problem.bounds[:, 1] - problem.bounds[:, 0])
+        _, half_width = centre_and_half_width(problem.bounds)
         return EquationModel(
             network, equations=problem.equations,
             residual_scale=float(np.mean(np.std(y, axis=0)) / np.mean(half_width)),
