@@ -48,7 +48,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"{len(runs)} runs planned in {args.out}", file=sys.stderr)
         records = runner.sweep(runs, args.out, quick=args.quick, jobs=args.jobs)
         wanted = {run.key for run in runs}
-        shown = [r for r in records if runner._key(r) in wanted]
+        shown = [r for r in records if runner.Run.of(r).key in wanted]
         header = (f"keras_gradinn {__version__}, {os.cpu_count()} CPU core(s), command: "
                   f"`keras-gradinn bench {' '.join(sys.argv[2:])}`"
                   + (" (QUICK: one seed, 200 steps; not a result)" if args.quick else "") + "\n")

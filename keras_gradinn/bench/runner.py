@@ -47,6 +47,12 @@ class Run:
     def key(self) -> tuple:
         return (self.problem, self.method, self.n, float(self.noise), self.seed)
 
+    @classmethod
+    def of(cls, record: dict) -> "Run":
+        """The run a `runs.jsonl` record describes."""
+        return cls(record["problem"], int(record["n"]), float(record["noise"]),
+                   int(record["seed"]), record["method"])
+
 
 def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
          noises: Sequence[float] | None = None, methods: Sequence[str] | None = None,
@@ -170,8 +176,8 @@ def load_runs(path: str | os.PathLike) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-            Run(record["problem"], record["n"], record["noise"], record["seed"], record["method"])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            Run.of(record)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             if number == len(lines):  # no newline after it: the write was cut short
                 print(f"warning: dropping the incomplete last line of {path}", file=sys.stderr)
                 continue
@@ -179,11 +185,6 @@ def load_runs(path: str | os.PathLike) -> list[dict]:
                 from error
         records.append(record)
     return records
-
-
-def _key(record: dict) -> tuple:
-    return (record["problem"], record["method"], int(record["n"]), float(record["noise"]),
-            int(record["seed"]))
 
 
 def _start_worker(threads: int) -> None:
@@ -228,7 +229,7 @@ def sweep(runs: Iterable[Run], out: str | os.PathLike, *, quick: bool = False,
             f"{'quick' if quick else 'full'} runs"
         )
     runs = list(runs)
-    done = {_key(r) for r in records}
+    done = {Run.of(r).key for r in records}
     todo = [run for run in runs if run.key not in done]
     total = len(todo)
     if not total:
