@@ -151,6 +151,20 @@ def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
         runner.sweep(runner.plan(["stokes_sphere"], sizes=[12], noises=[0.0]), out)
 
 
+def test_gradient_weight_fades_as_one_over_n():
+    fixed = methods.Settings(gradient_weight=0.03)
+    fading = fixed.replace(reference_n=200)
+    assert fixed.weight_for(50) == fixed.weight_for(1000) == 0.03
+    assert fading.weight_for(200) == pytest.approx(0.03)
+    assert fading.weight_for(50) == pytest.approx(0.12)
+    assert fading.weight_for(1000) == pytest.approx(0.006)
+    problem = problems.get("friedman1")
+    _, y = runner.training_set(problem, 100, 0.0, seed=0)
+    model = methods._network_model("gradinn", problem, y, fading.replace(steps=1), seed=0)
+    assert model.gradient_weight == pytest.approx(0.06)
+    assert methods._network_model("snn", problem, y, fading, seed=0).gradient_weight == 0.0
+
+
 def test_every_tuning_candidate_builds_its_model():
     from keras_gradinn.bench import tune
 
@@ -162,7 +176,7 @@ def test_every_tuning_candidate_builds_its_model():
             model = methods._network_model(method, problem, y, settings, seed=0)
             assert model.gradient_weight == (
                 settings.pinn_weight if method == "pinn"
-                else settings.gradient_weight if method == "gradinn" else 0.0)
+                else settings.weight_for(8) if method == "gradinn" else 0.0)
 
 
 def test_tuning_score_is_the_geometric_mean():

@@ -6,7 +6,8 @@ targets standardised), the optimiser (Adam, cosine-decayed from
 `Settings.learning_rate` to zero) and the full-batch step budget. They differ
 only in the second loss term on collocation points:
 
-- `gradinn`: `gradient_weight * mean ||J f - h||^2` with the problem's prior h;
+- `gradinn`: `w * mean ||J f - h||^2` with the problem's prior h, and
+  `w = Settings.weight_for(n)`;
 - `snn`: none (`gradient_weight=0`);
 - `pinn`: `pinn_weight * mean ||r||^2`, r the problem's equation residuals
   divided by the output scale over the input scale (see `EquationModel`).
@@ -42,7 +43,10 @@ class Settings:
     """Training choices of the neural methods for one problem.
 
     `prior` names a builder in `keras_gradinn.priors` and `prior_options`
-    its keyword arguments.
+    its keyword arguments. With `reference_n` set, GradINN's weight on n
+    training points is `gradient_weight * reference_n / n` (see `weight_for`):
+    the data term is a mean over the n points, so a fixed weight would make
+    the prior count as much against 1,000 points as against 50.
     """
 
     steps: int = 20_000
@@ -55,9 +59,24 @@ class Settings:
     prior_options: tuple[tuple[str, Any], ...] = ()
     gradient_weight: float = 1e-2
     pinn_weight: float = 1e-2
+    reference_n: int | None = None
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    def weight_for(self, n: int) -> float:
+        """GradINN's gradient weight for `n` training points.
+
+        The loss is `mean_i loss_i + w * mean_c ||J f - h||^2`. Read as a
+        posterior, the data's log-likelihood is a *sum* over the n points and
+        the prior's is not, so dividing through by n leaves `w` proportional
+        to 1/n: the prior shapes f where data are few and fades as they grow.
+        `gradient_weight` is the weight at `reference_n` points; without a
+        `reference_n` it is used at every n.
+        """
+        if self.reference_n is None:
+            return self.gradient_weight
+        return self.gradient_weight * self.reference_n / n
 
 
 #: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
@@ -137,7 +156,7 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
             gradient_weight=settings.pinn_weight, **_collocation(problem, contains, seed),
             **common,
         )
-    weight = settings.gradient_weight if method == "gradinn" else 0.0
+    weight = settings.weight_for(len(y)) if method == "gradinn" else 0.0
     options = dict(settings.prior_options)
     if settings.prior != "constant":  # the only prior without random weights
         options.setdefault("seed", seed)
