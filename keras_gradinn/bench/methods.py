@@ -85,10 +85,12 @@ DEFAULTS: dict[str, Settings] = {
     # The same function with five inert inputs: friedman1's settings, not tuned again.
     "friedman1_10d": Settings(gradient_weight=0.03),
     "stokes_sphere": Settings(prior_options=(("depth", 2),), gradient_weight=0.01,
-                              pinn_weight=0.01),
-    "lotka_volterra": Settings(prior="oscillatory", prior_options=(("frequency", 2.5),),
-                               gradient_weight=0.1, pinn_weight=0.1),
-    "burgers": Settings(prior_options=(("depth", 2),), gradient_weight=0.01, pinn_weight=0.01),
+                              reference_n=50, pinn_weight=0.01),
+    "lotka_volterra": Settings(prior="oscillatory",
+                               prior_options=(("frequency", 10.0), ("n_features", 64)),
+                               gradient_weight=0.1, reference_n=20, pinn_weight=0.1),
+    "burgers": Settings(prior_options=(("depth", 2),), gradient_weight=0.01, reference_n=200,
+                        pinn_weight=0.01),
 }
 
 

@@ -29,8 +29,9 @@ VALIDATION_SEED = 999
 N_VALIDATION = 2000
 
 
-def _gradinn(weight: float, prior: str = "smooth", **options) -> tuple[str, dict]:
-    return ("gradinn", {"gradient_weight": weight, "prior": prior,
+def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = None,
+             **options) -> tuple[str, dict]:
+    return ("gradinn", {"gradient_weight": weight, "prior": prior, "reference_n": reference_n,
                         "prior_options": tuple(sorted(options.items()))})
 
 
@@ -42,6 +43,10 @@ _FRIEDMAN = {
     "smooth 1x16 w=0.1": _gradinn(0.1, width=16),
     "smooth 2x64 w=0.03": _gradinn(0.03, depth=2),
     "smooth 2x64 w=0.1": _gradinn(0.1, depth=2),
+    # Weights that fade as 1/n: w at 50 or 200 points, w * 200 / n elsewhere.
+    "smooth w=0.03x50/n": _gradinn(0.03, reference_n=50),
+    "smooth w=0.03x200/n": _gradinn(0.03, reference_n=200),
+    "smooth w=0.1x200/n": _gradinn(0.1, reference_n=200),
 }
 _PHYSICAL = {
     "snn": ("snn", {}),
@@ -50,6 +55,8 @@ _PHYSICAL = {
     "smooth w=0.1": _gradinn(0.1),
     "smooth w=1": _gradinn(1.0),
     "smooth 2x64 w=0.01": _gradinn(0.01, depth=2),
+    "smooth 2x64 w=0.01x50/n": _gradinn(0.01, depth=2, reference_n=50),
+    "smooth 2x64 w=0.01x200/n": _gradinn(0.01, depth=2, reference_n=200),
     "pinn w=0.01": ("pinn", {"pinn_weight": 0.01}),
     "pinn w=0.1": ("pinn", {"pinn_weight": 0.1}),
     "pinn w=1": ("pinn", {"pinn_weight": 1.0}),
@@ -65,6 +72,17 @@ CANDIDATES = {
         "oscillatory w=0.01": _gradinn(0.01, "oscillatory", frequency=2.5),
         "oscillatory w=0.1": _gradinn(0.1, "oscillatory", frequency=2.5),
         "oscillatory w=1": _gradinn(1.0, "oscillatory", frequency=2.5),
+        "oscillatory w=0.1x20/n": _gradinn(0.1, "oscillatory", 20, frequency=2.5),
+        # More and faster waves, for the populations' sharp peaks.
+        "oscillatory 64x5 w=0.1x20/n": _gradinn(0.1, "oscillatory", 20, frequency=5.0,
+                                                n_features=64),
+        "oscillatory 64x10 w=0.1x20/n": _gradinn(0.1, "oscillatory", 20, frequency=10.0,
+                                                 n_features=64),
+        "oscillatory 64x10 w=0.1": _gradinn(0.1, "oscillatory", frequency=10.0, n_features=64),
+        "oscillatory 64x20 w=0.1x20/n": _gradinn(0.1, "oscillatory", 20, frequency=20.0,
+                                                 n_features=64),
+        "oscillatory 128x10 w=0.1x20/n": _gradinn(0.1, "oscillatory", 20, frequency=10.0,
+                                                  n_features=128),
     },
 }
 
