@@ -79,11 +79,15 @@ class Settings:
         return self.gradient_weight * self.reference_n / n
 
 
+# Trainable random Fourier features at about one period across the domain.
+_FOURIER = Settings(prior="oscillatory", prior_options=(("frequency", 1.0), ("n_features", 128)),
+                    gradient_weight=0.03)
+
 #: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
 DEFAULTS: dict[str, Settings] = {
-    "friedman1": Settings(gradient_weight=0.03),
+    "friedman1": _FOURIER,
     # The same function with five inert inputs: friedman1's settings, not tuned again.
-    "friedman1_10d": Settings(gradient_weight=0.03),
+    "friedman1_10d": _FOURIER,
     "stokes_sphere": Settings(prior_options=(("depth", 2),), gradient_weight=0.01,
                               reference_n=50, pinn_weight=0.01),
     "lotka_volterra": Settings(prior="oscillatory",

@@ -47,6 +47,19 @@ _FRIEDMAN = {
     "smooth w=0.03x50/n": _gradinn(0.03, reference_n=50),
     "smooth w=0.03x200/n": _gradinn(0.03, reference_n=200),
     "smooth w=0.1x200/n": _gradinn(0.1, reference_n=200),
+    # Fixed random Fourier features at about one period: a kernel-like basis for the field.
+    "fourier 128x0.5 fixed w=0.03": _gradinn(0.03, "oscillatory", n_features=128, frequency=0.5,
+                                             trainable_frequencies=False),
+    "fourier 128x1 fixed w=0.03": _gradinn(0.03, "oscillatory", n_features=128, frequency=1.0,
+                                           trainable_frequencies=False),
+    "fourier 128x1 fixed w=0.1": _gradinn(0.1, "oscillatory", n_features=128, frequency=1.0,
+                                          trainable_frequencies=False),
+    "fourier 128x1 w=0.03": _gradinn(0.03, "oscillatory", n_features=128, frequency=1.0),
+    "fourier 128x1 w=0.1": _gradinn(0.1, "oscillatory", n_features=128, frequency=1.0),
+    "fourier 128x0.5 w=0.03": _gradinn(0.03, "oscillatory", n_features=128, frequency=0.5),
+    "fourier 128x2 w=0.03": _gradinn(0.03, "oscillatory", n_features=128, frequency=2.0),
+    "fourier 128x2 w=0.1": _gradinn(0.1, "oscillatory", n_features=128, frequency=2.0),
+    "fourier 64x1 w=0.03": _gradinn(0.03, "oscillatory", n_features=64, frequency=1.0),
 }
 _PHYSICAL = {
     "snn": ("snn", {}),
