@@ -187,6 +187,18 @@ def load_runs(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+def worker_pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
+    """`jobs` fresh worker processes; with more than one, each keeps to one thread.
+
+    Workers are spawned, not forked, so none inherits the parent's TensorFlow
+    state, and each run's timing is its own process's.
+    """
+    threads = 1 if jobs > 1 else max(os.cpu_count() or 1, 1)
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker, initargs=(threads,))
+
+
 def _start_worker(threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -235,11 +247,7 @@ def sweep(runs: Iterable[Run], out: str | os.PathLike, *, quick: bool = False,
     if not total:
         return records
     started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    threads = 1 if jobs > 1 else max(os.cpu_count() or 1, 1)
-    with path.open("a") as sink, concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)
-    ) as pool:
+    with path.open("a") as sink, worker_pool(jobs) as pool:
         keep = _field_runs(runs)
         futures = {pool.submit(run_one, run, quick=quick,
                                fields=str(folder / "fields") if run.key in keep else None): run

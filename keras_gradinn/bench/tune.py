@@ -14,10 +14,7 @@ ratio). The test points are never looked at.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import dataclasses
 import json
-import multiprocessing
 import sys
 
 import numpy as np
@@ -137,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", help="append one JSON line per score here")
     args = parser.parse_args(argv)
-    from keras_gradinn.bench.runner import _start_worker
+    from keras_gradinn.bench.runner import worker_pool
 
     if args.problem not in CANDIDATES:
         parser.error(f"no tuning grid for problem {args.problem!r}; grids: {sorted(CANDIDATES)}")
@@ -149,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = [(args.problem, c, n, noise, seed) for n in args.n for noise in args.noise
              for seed in args.seeds for c in args.candidates]
     results = []
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context,
-                                                initializer=_start_worker,
-                                                initargs=(1,)) as pool:
+    with worker_pool(args.jobs) as pool:
         for record in pool.map(score, *zip(*cases)):
             results.append(record)
             print(json.dumps(record), flush=True)
