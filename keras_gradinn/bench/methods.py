@@ -93,7 +93,7 @@ DEFAULTS: dict[str, Settings] = {
     "lotka_volterra": Settings(prior="oscillatory",
                                prior_options=(("frequency", 10.0), ("n_features", 64)),
                                gradient_weight=0.1, reference_n=20, pinn_weight=0.1),
-    "burgers": Settings(prior_options=(("depth", 2),), gradient_weight=0.01, reference_n=200,
+    "burgers": Settings(prior_options=(("depth", 2),), gradient_weight=0.003, reference_n=200,
                         pinn_weight=0.01),
 }
 
