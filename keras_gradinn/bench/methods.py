@@ -79,13 +79,12 @@ class Settings:
         return self.gradient_weight * self.reference_n / n
 
 
-# Trainable random Fourier features at about one period across the domain.
-_FOURIER = Settings(prior="oscillatory", prior_options=(("frequency", 1.0), ("n_features", 128)),
-                    gradient_weight=0.03)
-
 #: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
 DEFAULTS: dict[str, Settings] = {
-    "friedman1": _FOURIER,
+    # Trainable random Fourier features at about one period across the domain.
+    "friedman1": Settings(prior="oscillatory",
+                          prior_options=(("frequency", 1.0), ("n_features", 128)),
+                          gradient_weight=0.03),
     # Five inert inputs: random Fourier features in 10-D cannot follow the field.
     "friedman1_10d": Settings(gradient_weight=0.03),
     "stokes_sphere": Settings(prior_options=(("depth", 2),), gradient_weight=0.01,

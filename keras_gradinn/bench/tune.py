@@ -40,7 +40,7 @@ _FRIEDMAN = {
     "smooth 1x16 w=0.1": _gradinn(0.1, width=16),
     "smooth 2x64 w=0.03": _gradinn(0.03, depth=2),
     "smooth 2x64 w=0.1": _gradinn(0.1, depth=2),
-    # Weights that fade as 1/n: w at 50 or 200 points, w * 200 / n elsewhere.
+    # "w=W xR/n": weight W at R training points, W * R / n at n points.
     "smooth w=0.03x50/n": _gradinn(0.03, reference_n=50),
     "smooth w=0.03x200/n": _gradinn(0.03, reference_n=200),
     "smooth w=0.1x200/n": _gradinn(0.1, reference_n=200),
