@@ -106,6 +106,7 @@ def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) ->
     colours = {"gradinn": "tab:red", "snn": "tab:blue", "pinn": "tab:green", "gp": "tab:gray"}
     styles = ["-", "--", ":", "-."]
     noises = sorted({k[1] for k in cells if k[0] == problem})
+    ticks = sorted({k[2] for k in cells if k[0] == problem})
     for axis, key, title in zip(axes[0], ("rmse", "grad_rmse"), ("value RMSE", "gradient RMSE")):
         for method in METHOD_ORDER:
             for style, noise in zip(styles, noises):
@@ -118,8 +119,7 @@ def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) ->
                 axis.plot(sizes, values, style, marker="o", color=colours[method],
                           label=f"{LABELS[method]}, noise {noise:g}")
         axis.set(xscale="log", yscale="log", xlabel="training points n", title=title)
-        sizes = sorted({k[2] for k in cells if k[0] == problem})
-        axis.set_xticks(sizes, [str(n) for n in sizes])
+        axis.set_xticks(ticks, [str(n) for n in ticks])
         axis.set_xticks([], minor=True)
         axis.grid(True, which="both", alpha=0.3)
     axes[0][1].legend(fontsize=7, ncol=2)
