@@ -160,7 +160,7 @@ def test_gradient_weight_fades_as_one_over_n():
     assert fading.weight_for(1000) == pytest.approx(0.006)
     problem = problems.get("friedman1")
     _, y = runner.training_set(problem, 100, 0.0, seed=0)
-    model = methods._network_model("gradinn", problem, y, fading.replace(steps=1), seed=0)
+    model = methods._network_model("gradinn", problem, y, fading, seed=0)
     assert model.gradient_weight == pytest.approx(0.06)
     assert methods._network_model("snn", problem, y, fading, seed=0).gradient_weight == 0.0
 
