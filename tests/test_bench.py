@@ -165,6 +165,35 @@ def test_gradient_weight_fades_as_one_over_n():
     assert methods._network_model("snn", problem, y, fading, seed=0).gradient_weight == 0.0
 
 
+def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch):
+    problem = problems.get("friedman1")
+    x, y = runner.training_set(problem, 50, 0.0, seed=0)
+    settings = methods.Settings(gradient_weight=0.03,
+                                alternatives=((("gradient_weight", 0.1),),
+                                              (("gradient_weight", 0.3),)))
+    assert [v.gradient_weight for v in settings.variants()] == [0.03, 0.1, 0.3]
+    assert all(v.alternatives == () for v in settings.variants())
+    calls = []
+
+    def fake_fit(method, problem, x_fit, y_fit, variant, seed):
+        calls.append((method, len(y_fit), variant.gradient_weight))
+        # The variant with weight 0.1 predicts the data; the others are off by 1 and 2.
+        offset = {0.03: 1.0, 0.1: 0.0, 0.3: 2.0}[variant.gradient_weight]
+        truth = dict(zip(map(tuple, x), y))
+        return methods.Fitted(
+            predict=lambda points: np.array([truth[tuple(p)] for p in points]) + offset,
+            gradient=None, train_seconds=1.0)
+
+    monkeypatch.setattr(methods, "_fit_network", fake_fit)
+    fitted = methods.fit("gradinn", problem, x, y, settings=settings, seed=0)
+    assert calls == [("gradinn", 40, 0.03), ("gradinn", 40, 0.1), ("gradinn", 40, 0.3),
+                     ("gradinn", 50, 0.1)]
+    assert fitted.chosen == 1 and fitted.train_seconds == 4.0
+    calls.clear()
+    fitted = methods.fit("snn", problem, x, y, settings=settings, seed=0)
+    assert calls == [("snn", 50, 0.03)] and fitted.chosen is None
+
+
 def test_every_tuning_candidate_builds_its_model():
     from keras_gradinn.bench import tune
 
@@ -172,11 +201,12 @@ def test_every_tuning_candidate_builds_its_model():
         problem = problems.get(name)
         x, y = runner.training_set(problem, 8, 0.0, seed=0)
         for method, changes in candidates.values():
-            settings = methods.settings_for(name, quick=True).replace(**changes)
-            model = methods._network_model(method, problem, y, settings, seed=0)
-            assert model.gradient_weight == (
-                settings.pinn_weight if method == "pinn"
-                else settings.weight_for(8) if method == "gradinn" else 0.0)
+            chosen = methods.settings_for(name, quick=True).replace(**changes)
+            for settings in chosen.variants():
+                model = methods._network_model(method, problem, y, settings, seed=0)
+                assert model.gradient_weight == (
+                    settings.pinn_weight if method == "pinn"
+                    else settings.weight_for(8) if method == "gradinn" else 0.0)
 
 
 def test_tuning_score_is_the_geometric_mean():

@@ -47,6 +47,14 @@ class Settings:
     training points is `gradient_weight * reference_n / n` (see `weight_for`):
     the data term is a mean over the n points, so a fixed weight would make
     the prior count as much against 1,000 points as against 50.
+
+    `alternatives` lists other priors for GradINN, each as `(field, value)`
+    changes to these settings (see `variants`). With alternatives, GradINN
+    holds out `validation_fraction` of the training data, fits every variant
+    on the rest, and refits the one with the lowest held-out error on all the
+    data: the data choose, for instance, between a prior for clean data and a
+    stronger one for noisy data. Alternatives should change only the prior
+    and its weight, so that S-NN and the PINN remain the same network.
     """
 
     steps: int = 20_000
@@ -60,6 +68,8 @@ class Settings:
     gradient_weight: float = 1e-2
     pinn_weight: float = 1e-2
     reference_n: int | None = None
+    alternatives: tuple[tuple[tuple[str, Any], ...], ...] = ()
+    validation_fraction: float = 0.2
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -77,6 +87,11 @@ class Settings:
         if self.reference_n is None:
             return self.gradient_weight
         return self.gradient_weight * self.reference_n / n
+
+    def variants(self) -> list["Settings"]:
+        """These settings, then each alternative applied to them; none has alternatives."""
+        base = self.replace(alternatives=())
+        return [base] + [base.replace(**dict(changes)) for changes in self.alternatives]
 
 
 #: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
@@ -105,11 +120,17 @@ def settings_for(problem: str, *, quick: bool = False) -> Settings:
 
 @dataclasses.dataclass
 class Fitted:
-    """A trained method: predictions and Jacobians in the problem's units."""
+    """A trained method: predictions and Jacobians in the problem's units.
+
+    `chosen` is the index in `Settings.variants()` of the variant GradINN
+    selected, when it had alternatives; `train_seconds` then includes the
+    held-out fits.
+    """
 
     predict: Any
     gradient: Any
     train_seconds: float
+    chosen: int | None = None
 
 
 class EquationModel(GradINN):
@@ -190,6 +211,29 @@ def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
     )
 
 
+def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings,
+                  seed: int) -> Fitted:
+    """GradINN with the variant of `settings` that predicts a held-out split best."""
+    variants = settings.variants()
+    order = np.random.default_rng([seed, len(y), 1]).permutation(len(y))
+    n_held = max(1, round(settings.validation_fraction * len(y)))
+    held, kept = order[:n_held], order[n_held:]
+    if len(kept) == 0:
+        raise ValueError(f"{len(y)} training points are too few to hold out "
+                         f"{settings.validation_fraction:g} of them")
+    scale = np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
+    errors, seconds = [], 0.0
+    for variant in variants:
+        trial = _fit_network("gradinn", problem, x[kept], y[kept], variant, seed)
+        seconds += trial.train_seconds
+        rmse = np.sqrt(np.mean((trial.predict(x[held]) - y[held]) ** 2, axis=0))
+        errors.append(float(np.mean(rmse / scale)))
+    chosen = int(np.argmin(errors))
+    fitted = _fit_network("gradinn", problem, x, y, variants[chosen], seed)
+    return dataclasses.replace(fitted, train_seconds=fitted.train_seconds + seconds,
+                               chosen=chosen)
+
+
 def _fit_gp(problem: Problem, x: np.ndarray, y: np.ndarray, seed: int) -> Fitted:
     from keras_gradinn.bench.gp import fit_gp
 
@@ -208,7 +252,8 @@ def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
         problem: the benchmark problem (bounds, domain, equations).
         x: training inputs (n, d) in the problem's units.
         y: training targets (n, m).
-        settings: neural training choices (default `settings_for(problem.name)`).
+        settings: neural training choices (default `settings_for(problem.name)`);
+            GradINN selects among their `variants()` when they have alternatives.
         seed: seed of weights and collocation draws (and the GP's restarts).
     """
     if method not in METHODS:
@@ -216,4 +261,6 @@ def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
     if method == "gp":
         return _fit_gp(problem, x, y, seed)
     settings = settings or settings_for(problem.name)
+    if method == "gradinn" and settings.alternatives:
+        return _fit_selected(problem, x, y, settings, seed)
     return _fit_network(method, problem, x, y, settings, seed)

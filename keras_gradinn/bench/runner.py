@@ -154,6 +154,7 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         "predict_seconds": predict_seconds,
         "quick": bool(quick),
         "settings": None if run.method == "gp" else dataclasses.asdict(settings),
+        "chosen": fitted.chosen,
         "version": keras_gradinn.__version__,
     }
     if fields is not None and problem.d == 2:

@@ -32,6 +32,12 @@ def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = Non
                         "prior_options": tuple(sorted(options.items()))})
 
 
+def _select(first: tuple[str, dict], *others: tuple[str, dict]) -> tuple[str, dict]:
+    """GradINN choosing between candidates by a held-out split of its training data."""
+    alternatives = tuple(tuple(sorted(changes.items())) for _, changes in others)
+    return ("gradinn", {**first[1], "alternatives": alternatives})
+
+
 _FRIEDMAN = {
     "snn": ("snn", {}),
     "smooth w=0.003": _gradinn(0.003),
@@ -58,6 +64,13 @@ _FRIEDMAN = {
     "fourier 128x2 w=0.1": _gradinn(0.1, "oscillatory", n_features=128, frequency=2.0),
     "fourier 64x1 w=0.03": _gradinn(0.03, "oscillatory", n_features=64, frequency=1.0),
 }
+# "A | B": GradINN fits A and B on 80 % of the training set and refits the one that
+# predicts the other 20 % better (`methods.Settings.alternatives`).
+_FRIEDMAN.update({
+    f"{first} | {second}": _select(_FRIEDMAN[first], _FRIEDMAN[second])
+    for first, second in [("fourier 128x1 w=0.03", "fourier 128x2 w=0.1"),
+                          ("fourier 128x1 w=0.03", "smooth 1x16 w=0.1")]
+})
 _PHYSICAL = {
     "snn": ("snn", {}),
     "smooth w=0.001": _gradinn(0.001),
@@ -123,7 +136,7 @@ def score(problem_name: str, candidate: str, n: int, noise: float, seed: int) ->
     return {"problem": problem_name, "candidate": candidate, "n": n, "noise": noise,
             "seed": seed, "rmse": float(rmse.mean()),
             "nrmse": float(np.mean(rmse / y_val.std(axis=0))), "grad_rmse": float(grad_rmse),
-            "train_seconds": fitted.train_seconds}
+            "train_seconds": fitted.train_seconds, "chosen": fitted.chosen}
 
 
 def main(argv: list[str] | None = None) -> int:
