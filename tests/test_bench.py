@@ -192,6 +192,11 @@ def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch
     calls.clear()
     fitted = methods.fit("snn", problem, x, y, settings=settings, seed=0)
     assert calls == [("snn", 50, 0.03)] and fitted.chosen is None
+    with pytest.raises(ValueError, match="validation_fraction must be in"):
+        methods.fit("gradinn", problem, x, y, seed=0,
+                    settings=settings.replace(validation_fraction=1.0))
+    with pytest.raises(ValueError, match="too few to hold out"):
+        methods.fit("gradinn", problem, x[:1], y[:1], settings=settings, seed=0)
 
 
 def test_every_tuning_candidate_builds_its_model():

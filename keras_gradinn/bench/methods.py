@@ -217,6 +217,9 @@ def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
 def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings,
                   seed: int) -> Fitted:
     """GradINN with the variant of `settings` that predicts a held-out split best."""
+    if not 0 < settings.validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1); got "
+                         f"{settings.validation_fraction!r}")
     variants = settings.variants()
     order = np.random.default_rng([seed, len(y), 1]).permutation(len(y))
     n_held = max(1, round(settings.validation_fraction * len(y)))
