@@ -64,10 +64,10 @@ _FRIEDMAN = {
     "fourier 128x2 w=0.1": _gradinn(0.1, "oscillatory", n_features=128, frequency=2.0),
     "fourier 64x1 w=0.03": _gradinn(0.03, "oscillatory", n_features=64, frequency=1.0),
 }
-# "A | B": GradINN fits A and B on 80 % of the training set and refits the one that
+# "A or B": GradINN fits A and B on 80 % of the training set and refits the one that
 # predicts the other 20 % better (`methods.Settings.alternatives`).
 _FRIEDMAN.update({
-    f"{first} | {second}": _select(_FRIEDMAN[first], _FRIEDMAN[second])
+    f"{first} or {second}": _select(_FRIEDMAN[first], _FRIEDMAN[second])
     for first, second in [("fourier 128x1 w=0.03", "fourier 128x2 w=0.1"),
                           ("fourier 128x1 w=0.03", "smooth 1x16 w=0.1")]
 })
