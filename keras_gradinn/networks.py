@@ -88,11 +88,13 @@ def dense_stack(
     seed: int | None,
     names: tuple[str, str],
     name: str,
+    output_regularizer: keras.regularizers.Regularizer | None = None,
 ) -> keras.Model:
     """`depth` hidden Dense layers and a linear output layer, each seeded independently.
 
     `names` are the names of the input and of the output layer; hidden layers
-    are `hidden_0`, `hidden_1`, ...
+    are `hidden_0`, `hidden_1`, ... `output_regularizer` regularises the
+    output layer's kernel.
     """
     seeds = layer_seeds(seed, depth + 1)
     inputs = keras.Input(shape=(input_dim,), name=names[0])
@@ -102,5 +104,5 @@ def dense_stack(
                                kernel_initializer=initializer(seed=seeds[i]),
                                name=f"hidden_{i}")(h)
     outputs = keras.layers.Dense(output_dim, kernel_initializer=initializer(seed=seeds[depth]),
-                                 name=names[1])(h)
+                                 kernel_regularizer=output_regularizer, name=names[1])(h)
     return keras.Model(inputs, outputs, name=name)

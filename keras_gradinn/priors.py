@@ -26,6 +26,7 @@ from keras_gradinn.sampling import unit_points
 
 __all__ = [
     "ConstantField",
+    "InputGroupLasso",
     "KINDS",
     "SineFeatures",
     "build",
@@ -151,6 +152,42 @@ class ConstantField(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_gradinn")
+class InputGroupLasso(keras.regularizers.Regularizer):
+    """A group-lasso penalty that switches off whole inputs of a prior's field.
+
+    For the kernel `W` (k, m*d) of a prior's output layer, whose column
+    `i*d + j` makes the field's entry (output i, input j), the penalty is
+    `strength * sum_j ||W[:, i*d + j for every i]||_2`: one Euclidean norm per
+    input. Like the L1 norm on single weights it drives whole groups to
+    exactly zero, so the field, and through the gradient term the network's
+    Jacobian, stops depending on inputs the data do not need (the belief
+    "few inputs matter", what a Gaussian process's ARD length scales learn).
+
+    Args:
+        strength: the penalty's factor (>= 0), in units of the standardised
+            data loss it is added to.
+        input_dim: inputs d.
+        output_dim: outputs m.
+    """
+
+    def __init__(self, strength: float, input_dim: int, output_dim: int):
+        if not (math.isfinite(float(strength)) and strength >= 0):
+            raise ValueError(f"strength must be finite and >= 0; got {strength!r}")
+        self.strength = float(strength)
+        self.input_dim, self.output_dim = _check_dims(input_dim, output_dim)
+
+    def __call__(self, kernel):
+        groups = keras.ops.reshape(kernel, (-1, self.output_dim, self.input_dim))
+        # The small constant keeps the gradient finite at a group of zeros.
+        norms = keras.ops.sqrt(keras.ops.sum(keras.ops.square(groups), axis=(0, 1)) + 1e-12)
+        return self.strength * keras.ops.sum(norms)
+
+    def get_config(self):
+        return {"strength": self.strength, "input_dim": self.input_dim,
+                "output_dim": self.output_dim}
+
+
 def _check_dims(input_dim: int, output_dim: int) -> tuple[int, int]:
     return positive_int(input_dim, "input_dim"), positive_int(output_dim, "output_dim")
 
@@ -185,6 +222,7 @@ def smooth(
     depth: int = 1,
     activation: str = "tanh",
     initial_scale: float = 0.1,
+    sparsity: float = 0.0,
     seed: int | None = None,
     name: str = "smooth_prior",
 ) -> keras.Model:
@@ -197,7 +235,11 @@ def smooth(
     the belief stronger (only low-order fields); a larger `width` lets the
     data pick a more detailed field. The initial field's RMS over the
     domain is `initial_scale` (near zero: "flat unless the data say
-    otherwise"; 0 gives an exactly zero initial field).
+    otherwise"; 0 gives an exactly zero initial field). With `sparsity` > 0
+    the prior also believes that few inputs matter: an `InputGroupLasso` of
+    that strength on the output layer switches off the field's columns for
+    inputs the data do not need, and the gradient term then pulls the
+    network's derivatives along them to zero across the domain.
 
     Args:
         input_dim: inputs d.
@@ -206,6 +248,9 @@ def smooth(
         depth: hidden layers (>= 1).
         activation: hidden activation (a smooth one).
         initial_scale: RMS of the initial field over [-1, 1]^d (>= 0).
+        sparsity: strength of the per-input group penalty (>= 0; 0: none).
+            It is a weight regularizer, added to the loss (and shown in
+            `data_loss`) like any other.
         seed: initialiser seed.
         name: model name.
 
@@ -220,9 +265,10 @@ def smooth(
     d, m = _check_dims(input_dim, output_dim)
     width, depth = positive_int(width, "width"), positive_int(depth, "depth")
     initial_scale = _check_scale(initial_scale)
+    regularizer = InputGroupLasso(sparsity, d, m) if sparsity else None
     model = dense_stack(d, m * d, width=width, depth=depth, activation=activation,
                         initializer=keras.initializers.LecunNormal, seed=seed,
-                        names=("z", "field"), name=name)
+                        names=("z", "field"), name=name, output_regularizer=regularizer)
     return _rescale_field(model, initial_scale)
 
 

@@ -252,3 +252,32 @@ def test_numpy_integer_seed_is_accepted_and_reproducible(builder):
     a = to_numpy(builder(2, 1, seed=np.int64(3))(z))
     b = to_numpy(builder(2, 1, seed=3)(z))
     np.testing.assert_array_equal(a, b)
+
+
+def test_input_group_lasso_sums_one_norm_per_input():
+    d, m, width = 3, 2, 4
+    kernel = np.random.default_rng(0).normal(size=(width, m * d)).astype("float32")
+    penalty = priors.InputGroupLasso(0.5, d, m)
+    # Column i*d + j is the field's entry (output i, input j).
+    expected = 0.5 * sum(np.linalg.norm(kernel[:, [i * d + j for i in range(m)]])
+                         for j in range(d))
+    assert float(penalty(kernel)) == pytest.approx(expected, rel=1e-5)
+    assert penalty.get_config() == {"strength": 0.5, "input_dim": 3, "output_dim": 2}
+    for strength in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="strength must be finite and >= 0"):
+            priors.InputGroupLasso(strength, d, m)
+
+
+def test_sparse_smooth_prior_penalises_its_field_and_survives_saving(tmp_path):
+    plain = priors.smooth(3, 2, seed=0)
+    sparse = priors.smooth(3, 2, sparsity=1e-3, seed=0)
+    assert plain.losses == []
+    field = sparse.get_layer("field").kernel
+    assert float(keras.ops.sum(sparse.losses)) == pytest.approx(
+        float(priors.InputGroupLasso(1e-3, 3, 2)(field)))
+    path = tmp_path / "sparse.keras"
+    sparse.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert loaded.get_layer("field").kernel_regularizer.get_config() == {
+        "strength": 1e-3, "input_dim": 3, "output_dim": 2}
+    assert float(keras.ops.sum(loaded.losses)) == pytest.approx(float(keras.ops.sum(sparse.losses)))

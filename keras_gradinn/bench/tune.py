@@ -90,7 +90,11 @@ _PHYSICAL = {
 #: problem -> candidate name -> (method, changes to the problem's base settings)
 CANDIDATES = {
     "friedman1": _FRIEDMAN,
-    "friedman1_10d": _FRIEDMAN,
+    "friedman1_10d": {
+        **_FRIEDMAN,
+        # "sparse S": a group-lasso of strength S per input on the prior's output layer.
+        **{f"smooth sparse {s:g} w=0.03": _gradinn(0.03, sparsity=s) for s in (3e-5, 1e-4, 3e-4)},
+    },
     "stokes_sphere": _PHYSICAL,
     "burgers": _PHYSICAL,
     "lotka_volterra": {
