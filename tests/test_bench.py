@@ -163,6 +163,12 @@ def test_gradient_weight_fades_as_one_over_n():
     model = methods._network_model("gradinn", problem, y, fading, seed=0)
     assert model.gradient_weight == pytest.approx(0.06)
     assert methods._network_model("snn", problem, y, fading, seed=0).gradient_weight == 0.0
+    sparse = fading.replace(prior_options=(("sparsity", 1e-4), ("width", 16)))
+    assert sparse.prior_options_for(50) == {"sparsity": pytest.approx(4e-4), "width": 16}
+    assert fixed.replace(prior_options=(("sparsity", 1e-4),)).prior_options_for(50) == {
+        "sparsity": 1e-4}
+    prior = methods._network_model("gradinn", problem, y, sparse, seed=0).prior
+    assert prior.get_layer("field").kernel_regularizer.strength == pytest.approx(2e-4)
 
 
 def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch):

@@ -88,6 +88,17 @@ class Settings:
             return self.gradient_weight
         return self.gradient_weight * self.reference_n / n
 
+    def prior_options_for(self, n: int) -> dict[str, Any]:
+        """The prior's keyword arguments for `n` training points.
+
+        A `sparsity` penalty (see `priors.smooth`) is part of the prior too,
+        so with a `reference_n` it fades as 1/n like the gradient weight.
+        """
+        options = dict(self.prior_options)
+        if self.reference_n is not None and "sparsity" in options:
+            options["sparsity"] = options["sparsity"] * self.reference_n / n
+        return options
+
     def variants(self) -> list["Settings"]:
         """These settings, then each alternative applied to them; none has alternatives."""
         base = self.replace(alternatives=())
@@ -186,7 +197,7 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
             **common,
         )
     weight = settings.weight_for(len(y)) if method == "gradinn" else 0.0
-    options = dict(settings.prior_options)
+    options = settings.prior_options_for(len(y))
     if settings.prior != "constant":  # the only prior without random weights
         options.setdefault("seed", seed)
     prior = priors.build(settings.prior, problem.d, problem.m, **options)

@@ -94,6 +94,8 @@ CANDIDATES = {
         **_FRIEDMAN,
         # "sparse S": a group-lasso of strength S per input on the prior's output layer.
         **{f"smooth sparse {s:g} w=0.03": _gradinn(0.03, sparsity=s) for s in (3e-5, 1e-4, 3e-4)},
+        # Both the weight and the sparsity fade as 1/n (`Settings.prior_options_for`).
+        "smooth sparse 0.0003 w=0.03x50/n": _gradinn(0.03, sparsity=3e-4, reference_n=50),
     },
     "stokes_sphere": _PHYSICAL,
     "burgers": _PHYSICAL,
