@@ -41,6 +41,9 @@ def _fit_parser(commands) -> None:
     fit.add_argument("--config", help="TOML file with any of the options below")
     fit.add_argument("--prior", choices=["smooth", "oscillatory", "constant"],
                      help="belief about the gradient (default smooth)")
+    fit.add_argument("--sparsity", type=float,
+                     help="with the smooth prior: strength of the belief that few inputs "
+                     "matter, a per-input group penalty (default 0; try 3e-5 to 3e-4)")
     fit.add_argument("--gradient-weight", type=float, help="weight of the gradient term (default 0.01)")
     fit.add_argument("--bounds", help="'auto' (data range widened by 5%% each side; default) or a "
                      "CSV file with header input,low,high")

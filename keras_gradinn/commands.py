@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "inputs": None,
     "targets": None,
     "prior": "smooth",
+    "sparsity": 0.0,
     "gradient_weight": 1e-2,
     "bounds": "auto",
     "epochs": 500,
@@ -55,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_seconds": 30.0,
 }
 _TYPES = {
-    "data": str, "inputs": list, "targets": list, "prior": str, "gradient_weight": float,
+    "data": str, "inputs": list, "targets": list, "prior": str, "sparsity": float, "gradient_weight": float,
     "bounds": str, "epochs": int, "batch_size": int, "learning_rate": float,
     "validation_split": float, "validation": str, "patience": int, "seed": int, "width": int,
     "depth": int, "activation": str, "n_collocation": int, "sampler": str,
@@ -108,6 +109,10 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
         (config["learning_rate"] > 0, "learning-rate must be > 0"),
         (config["gradient_weight"] >= 0 and math.isfinite(config["gradient_weight"]),
          "gradient-weight must be finite and >= 0"),
+        (config["sparsity"] >= 0 and math.isfinite(config["sparsity"]),
+         "sparsity must be finite and >= 0"),
+        (config["sparsity"] == 0 or config["prior"] == "smooth",
+         f"sparsity needs the smooth prior; got prior {config['prior']!r}"),
         (0 <= config["validation_split"] < 1, "validation-split must be in [0, 1)"),
         (config["patience"] >= 1, "patience must be >= 1"),
         (config["n_collocation"] >= 1, "n-collocation must be >= 1"),
@@ -265,7 +270,9 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
     keras.utils.set_random_seed(config["seed"])
     network = kg.mlp(d, m, width=config["width"], depth=config["depth"],
                      activation=config["activation"], seed=config["seed"])
-    model = kg.GradINN(network, config["prior"], bounds=bounds,
+    prior = (kg.priors.smooth(d, m, sparsity=config["sparsity"]) if config["sparsity"]
+             else config["prior"])
+    model = kg.GradINN(network, prior, bounds=bounds,
                        n_collocation=config["n_collocation"], sampler=config["sampler"],
                        gradient_weight=config["gradient_weight"], seed=config["seed"],
                        input_labels=config["inputs"], output_labels=config["targets"])

@@ -193,6 +193,22 @@ def test_fit_refuses_a_non_empty_run_dir_without_overwrite(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_fit_with_sparsity_trains_and_saves_a_sparse_smooth_prior(tmp_path, main_in_process):
+    data = measurements(tmp_path / "data.csv")
+    args = ["fit", data, "--inputs", "a,b", "--targets", "u", *TINY]
+    result = main_in_process(*args, "--sparsity", "1e-3", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = keras.models.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
+    assert model.prior.get_layer("field").kernel_regularizer.get_config() == {
+        "strength": 1e-3, "input_dim": 2, "output_dim": 1}
+    assert "sparsity = 0.001" in (tmp_path / "run" / "config.toml").read_text()
+    for flags, fragment in [(["--sparsity", "-1"], "sparsity must be finite and >= 0"),
+                            (["--sparsity", "1e-3", "--prior", "oscillatory"],
+                             "sparsity needs the smooth prior; got prior 'oscillatory'")]:
+        assert_clean_failure(main_in_process(*args, *flags, "--out", tmp_path / "bad"), fragment)
+        assert not (tmp_path / "bad").exists()
+
+
 def test_config_file_errors_are_one_line(tmp_path, main_in_process):
     (tmp_path / "run.toml").write_text('data = "d.csv"\ninputs = ["a"]\ntargets = ["u"]\nepoch = 3\n')
     result = main_in_process("fit", "--config", tmp_path / "run.toml", "--out", tmp_path / "run")
