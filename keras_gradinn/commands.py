@@ -56,8 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_seconds": 30.0,
 }
 _TYPES = {
-    "data": str, "inputs": list, "targets": list, "prior": str, "sparsity": float, "gradient_weight": float,
-    "bounds": str, "epochs": int, "batch_size": int, "learning_rate": float,
+    "data": str, "inputs": list, "targets": list, "prior": str, "sparsity": float,
+    "gradient_weight": float, "bounds": str, "epochs": int, "batch_size": int, "learning_rate": float,
     "validation_split": float, "validation": str, "patience": int, "seed": int, "width": int,
     "depth": int, "activation": str, "n_collocation": int, "sampler": str,
     "checkpoint_seconds": float,

@@ -159,8 +159,8 @@ class InputGroupLasso(keras.regularizers.Regularizer):
     For the kernel `W` (k, m*d) of a prior's output layer, whose column
     `i*d + j` makes the field's entry (output i, input j), the penalty is
     `strength * sum_j ||W[:, i*d + j for every i]||_2`: one Euclidean norm per
-    input. Like the L1 norm on single weights it drives whole groups to
-    exactly zero, so the field, and through the gradient term the network's
+    input. As the L1 norm does for single weights, it favours whole groups
+    at zero, so the field, and through the gradient term the network's
     Jacobian, stops depending on inputs the data do not need (the belief
     "few inputs matter", what a Gaussian process's ARD length scales learn).
 
@@ -169,6 +169,11 @@ class InputGroupLasso(keras.regularizers.Regularizer):
             data loss it is added to.
         input_dim: inputs d.
         output_dim: outputs m.
+
+    Example:
+        >>> penalty = InputGroupLasso(0.5, input_dim=2, output_dim=1)
+        >>> round(float(penalty(np.array([[3.0, 0.0], [4.0, 0.0]]))), 4)  # 0.5 * (5 + 0)
+        2.5
     """
 
     def __init__(self, strength: float, input_dim: int, output_dim: int):
