@@ -205,6 +205,17 @@ def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch
         methods.fit("gradinn", problem, x[:1], y[:1], settings=settings, seed=0)
 
 
+def test_a_clear_selection_keeps_the_first_variant_unless_another_wins_beyond_noise():
+    noisy = np.array([[1.0, 1.0, 1.0, 1.0], [0.5, 1.5, 0.2, 1.6]])  # mean gain 0.05, SE 0.35
+    steady = np.array([[1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.1, 0.2], [0.9, 0.9, 0.9, 0.9]])
+    assert methods.choose(noisy, "lowest") == 1
+    assert methods.choose(noisy, "clear") == 0
+    assert methods.choose(steady, "lowest") == methods.choose(steady, "clear") == 1
+    assert methods.choose(steady[:, :1], "clear") == 0  # one held-out point: no spread
+    with pytest.raises(ValueError, match="selection must be 'lowest' or 'clear'; got 'best'"):
+        methods.choose(noisy, "best")
+
+
 def test_every_tuning_candidate_builds_its_model():
     from keras_gradinn.bench import tune
 

@@ -33,7 +33,7 @@ from keras_gradinn.sampling import centre_and_half_width
 if TYPE_CHECKING:
     from keras_gradinn.problems import Problem
 
-__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "fit", "settings_for"]
+__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for"]
 
 METHODS = ("gradinn", "snn", "pinn", "gp")
 
@@ -51,10 +51,13 @@ class Settings:
     `alternatives` lists other priors for GradINN, each as `(field, value)`
     changes to these settings (see `variants`). With alternatives, GradINN
     holds out `validation_fraction` of the training data, fits every variant
-    on the rest, and refits the one with the lowest held-out error on all the
-    data: the data choose, for instance, between a prior for clean data and a
-    stronger one for noisy data. Alternatives should change only the prior
-    and its weight, so that S-NN and the PINN remain the same network.
+    on the rest, and refits one of them on all the data: the data choose,
+    for instance, between a prior for clean data and a stronger one for noisy
+    data. `selection` says which: `"lowest"`, the lowest held-out error;
+    `"clear"`, the first variant unless another beats it by more than one
+    standard error of the per-point difference (a small held-out set then
+    keeps the default). Alternatives should change only the prior and its
+    weight, so that S-NN and the PINN remain the same network.
     """
 
     steps: int = 20_000
@@ -70,6 +73,7 @@ class Settings:
     reference_n: int | None = None
     alternatives: tuple[tuple[tuple[str, Any], ...], ...] = ()
     validation_fraction: float = 0.2
+    selection: str = "lowest"
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -226,6 +230,25 @@ def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
     )
 
 
+def choose(losses: np.ndarray, selection: str) -> int:
+    """The variant to refit, from held-out losses of shape (variants, points).
+
+    `"lowest"` takes the lowest mean loss. `"clear"` keeps variant 0 unless
+    others beat it by more than one standard error of the paired per-point
+    gain `losses[0] - losses[k]`, and then takes the lowest of those.
+    """
+    if selection == "lowest":
+        return int(np.argmin(losses.mean(axis=1)))
+    if selection != "clear":
+        raise ValueError(f"selection must be 'lowest' or 'clear'; got {selection!r}")
+    gains = losses[0] - losses
+    if gains.shape[1] < 2:  # no spread to judge a gain by
+        return 0
+    clear = gains.mean(axis=1) > gains.std(axis=1, ddof=1) / np.sqrt(gains.shape[1])
+    clear[0] = True
+    return int(np.argmin(np.where(clear, losses.mean(axis=1), np.inf)))
+
+
 def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings,
                   seed: int) -> Fitted:
     """GradINN with the variant of `settings` that predicts a held-out split best."""
@@ -240,13 +263,12 @@ def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Sett
         raise ValueError(f"{len(y)} training points are too few to hold out "
                          f"{settings.validation_fraction:g} of them")
     scale = np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
-    errors, seconds = [], 0.0
+    losses, seconds = [], 0.0
     for variant in variants:
         trial = _fit_network("gradinn", problem, x[kept], y[kept], variant, seed)
         seconds += trial.train_seconds
-        rmse = np.sqrt(np.mean((trial.predict(x[held]) - y[held]) ** 2, axis=0))
-        errors.append(float(np.mean(rmse / scale)))
-    chosen = int(np.argmin(errors))
+        losses.append(np.mean(((trial.predict(x[held]) - y[held]) / scale) ** 2, axis=1))
+    chosen = choose(np.array(losses), settings.selection)
     fitted = _fit_network("gradinn", problem, x, y, variants[chosen], seed)
     return dataclasses.replace(fitted, train_seconds=fitted.train_seconds + seconds,
                                chosen=chosen)

@@ -32,10 +32,11 @@ def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = Non
                         "prior_options": tuple(sorted(options.items()))})
 
 
-def _select(first: tuple[str, dict], *others: tuple[str, dict]) -> tuple[str, dict]:
+def _select(first: tuple[str, dict], *others: tuple[str, dict],
+            selection: str = "lowest") -> tuple[str, dict]:
     """GradINN choosing between candidates by a held-out split of its training data."""
     alternatives = tuple(tuple(sorted(changes.items())) for _, changes in others)
-    return ("gradinn", {**first[1], "alternatives": alternatives})
+    return ("gradinn", {**first[1], "alternatives": alternatives, "selection": selection})
 
 
 _FRIEDMAN = {
@@ -65,12 +66,15 @@ _FRIEDMAN = {
     "fourier 64x1 w=0.03": _gradinn(0.03, "oscillatory", n_features=64, frequency=1.0),
 }
 # "A or B": GradINN fits A and B on 80 % of the training set and refits the one that
-# predicts the other 20 % better (`methods.Settings.alternatives`).
+# predicts the other 20 % better (`methods.Settings.alternatives`); "A or clearly B"
+# keeps A unless B is better by more than a standard error (`selection="clear"`).
 _FRIEDMAN.update({
     f"{first} or {second}": _select(_FRIEDMAN[first], _FRIEDMAN[second])
     for first, second in [("fourier 128x1 w=0.03", "fourier 128x2 w=0.1"),
                           ("fourier 128x1 w=0.03", "smooth 1x16 w=0.1")]
 })
+_FRIEDMAN["fourier 128x1 w=0.03 or clearly smooth 1x16 w=0.1"] = _select(
+    _FRIEDMAN["fourier 128x1 w=0.03"], _FRIEDMAN["smooth 1x16 w=0.1"], selection="clear")
 _PHYSICAL = {
     "snn": ("snn", {}),
     "smooth w=0.001": _gradinn(0.001),
