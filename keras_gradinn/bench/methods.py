@@ -252,7 +252,7 @@ def choose(losses: np.ndarray, selection: str) -> int:
 
 def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings,
                   seed: int) -> Fitted:
-    """GradINN with the variant of `settings` that predicts a held-out split best."""
+    """GradINN refit with the variant of `settings` that `choose` takes on a held-out split."""
     if not 0 < settings.validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1); got "
                          f"{settings.validation_fraction!r}")
