@@ -57,10 +57,10 @@ DEFAULTS: dict[str, Any] = {
 }
 _TYPES = {
     "data": str, "inputs": list, "targets": list, "prior": str, "sparsity": float,
-    "gradient_weight": float, "bounds": str, "epochs": int, "batch_size": int, "learning_rate": float,
-    "validation_split": float, "validation": str, "patience": int, "seed": int, "width": int,
-    "depth": int, "activation": str, "n_collocation": int, "sampler": str,
-    "checkpoint_seconds": float,
+    "gradient_weight": float, "bounds": str, "epochs": int, "batch_size": int,
+    "learning_rate": float, "validation_split": float, "validation": str, "patience": int,
+    "seed": int, "width": int, "depth": int, "activation": str, "n_collocation": int,
+    "sampler": str, "checkpoint_seconds": float,
 }
 
 
