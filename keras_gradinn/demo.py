@@ -21,23 +21,16 @@ def friedman(x: np.ndarray) -> np.ndarray:
 
 def _train(x, y, *, gradient_weight: float, steps: int, seed: int):
     import keras
-    import tensorflow as tf
 
     import keras_gradinn as kg
+    from keras_gradinn.bench.methods import train_full_batch
 
     keras.utils.set_random_seed(seed)
     network = kg.mlp(5, 1, width=64, depth=3, activation="silu")
     model = kg.GradINN(
         network, "smooth", bounds=[(0.0, 1.0)] * 5, gradient_weight=gradient_weight, seed=seed
     )
-    schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule))
-    model.adapt(y)
-    # The whole (small) training set is one batch; repeating it as a dataset
-    # avoids Keras' per-epoch overhead over thousands of one-step epochs.
-    data = tf.data.Dataset.from_tensors((x, y)).repeat()
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    return model
+    return train_full_batch(model, x, y, steps=steps, learning_rate=3e-3)
 
 
 def run(

@@ -33,7 +33,8 @@ from keras_gradinn.sampling import centre_and_half_width
 if TYPE_CHECKING:
     from keras_gradinn.problems import Problem
 
-__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for"]
+__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for",
+           "train_full_batch"]
 
 METHODS = ("gradinn", "snn", "pinn", "gp")
 
@@ -211,18 +212,31 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
                    **_collocation(problem, problem.contains, seed), **common)
 
 
+def train_full_batch(model: GradINN, x: np.ndarray, y: np.ndarray, *, steps: int,
+                     learning_rate: float) -> GradINN:
+    """Trains `model` on (x, y) as one batch for `steps` Adam steps; returns it.
+
+    The recipe every neural method of the benchmark shares: Adam with a
+    cosine decay from `learning_rate` to zero over `steps`, output scaling
+    adapted to `y`, and the whole training set as the batch of every step.
+    """
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    model.adapt(y)
+    # One dataset element repeated for the budget: one epoch of `steps` steps
+    # avoids Keras' per-epoch overhead over thousands of one-step epochs.
+    data = tf.data.Dataset.from_tensors((x.astype("float32"), y.astype("float32"))).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    return model
+
+
 def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
                  settings: Settings, seed: int) -> Fitted:
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    model = _network_model(method, problem, y, settings, seed)
-    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule))
-    model.adapt(y)
-    # Full batch: the training set is one batch, repeated for the whole budget.
-    data = tf.data.Dataset.from_tensors((x.astype("float32"), y.astype("float32"))).repeat()
-    model.fit(data, epochs=1, steps_per_epoch=settings.steps, verbose=0)
+    model = train_full_batch(_network_model(method, problem, y, settings, seed), x, y,
+                             steps=settings.steps, learning_rate=settings.learning_rate)
     seconds = time.perf_counter() - start
     return Fitted(
         predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
