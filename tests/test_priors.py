@@ -281,3 +281,9 @@ def test_sparse_smooth_prior_penalises_its_field_and_survives_saving(tmp_path):
     assert loaded.get_layer("field").kernel_regularizer.get_config() == {
         "strength": 1e-3, "input_dim": 3, "output_dim": 2}
     assert float(keras.ops.sum(loaded.losses)) == pytest.approx(float(keras.ops.sum(sparse.losses)))
+
+
+@pytest.mark.parametrize("sparsity", [-1e-3, float("inf")])
+def test_smooth_prior_rejects_a_bad_sparsity_by_its_name(sparsity):
+    with pytest.raises(ValueError, match="sparsity must be finite and >= 0"):
+        priors.smooth(3, 2, sparsity=sparsity)
