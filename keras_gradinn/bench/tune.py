@@ -32,6 +32,12 @@ def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = Non
                         "prior_options": tuple(sorted(options.items()))})
 
 
+def _reweighted(candidate: tuple[str, dict], weight: float) -> tuple[str, dict]:
+    """`candidate` with gradient weight `weight` (at its reference size, if it has one)."""
+    method, changes = candidate
+    return method, {**changes, "gradient_weight": weight}
+
+
 def _select(first: tuple[str, dict], *others: tuple[str, dict],
             selection: str = "lowest") -> tuple[str, dict]:
     """GradINN choosing between candidates by a held-out split of its training data."""
@@ -45,6 +51,13 @@ _FRIEDMAN = {
     "smooth w=0.03": _gradinn(0.03),
     "smooth w=0.1": _gradinn(0.1),
     "smooth 1x16 w=0.1": _gradinn(0.1, width=16),
+    # Stiffer still, for noisy data.
+    "smooth 1x16 w=0.3": _gradinn(0.3, width=16),
+    "smooth 1x16 w=1": _gradinn(1.0, width=16),
+    "smooth 1x8 w=0.3": _gradinn(0.3, width=8),
+    "smooth 1x8 w=1": _gradinn(1.0, width=8),
+    "smooth 1x4 w=0.3": _gradinn(0.3, width=4),
+    "smooth 1x4 w=1": _gradinn(1.0, width=4),
     "smooth 2x64 w=0.03": _gradinn(0.03, depth=2),
     "smooth 2x64 w=0.1": _gradinn(0.1, depth=2),
     # "w=W xR/n": weight W at R training points, W * R / n at n points.
@@ -73,8 +86,11 @@ _FRIEDMAN.update({
     for first, second in [("fourier 128x1 w=0.03", "fourier 128x2 w=0.1"),
                           ("fourier 128x1 w=0.03", "smooth 1x16 w=0.1")]
 })
-_FRIEDMAN["fourier 128x1 w=0.03 or clearly smooth 1x16 w=0.1"] = _select(
-    _FRIEDMAN["fourier 128x1 w=0.03"], _FRIEDMAN["smooth 1x16 w=0.1"], selection="clear")
+_FRIEDMAN.update({
+    f"fourier 128x1 w=0.03 or clearly {stiff}": _select(
+        _FRIEDMAN["fourier 128x1 w=0.03"], _FRIEDMAN[stiff], selection="clear")
+    for stiff in ("smooth 1x16 w=0.1", "smooth 1x8 w=0.3", "smooth 1x8 w=1")
+})
 _PHYSICAL = {
     "snn": ("snn", {}),
     "smooth w=0.001": _gradinn(0.001),
@@ -120,6 +136,20 @@ CANDIDATES = {
         "oscillatory 128x10 w=0.1x20/n": _gradinn(0.1, "oscillatory", reference_n=20,
                                                   frequency=10.0, n_features=128),
     },
+}
+# "A or [clearly] A/10": a held-out choice between a prior and the same prior ten
+# times weaker, for the sizes at which the data say more than the prior.
+_SINE = CANDIDATES["lotka_volterra"]["oscillatory 64x10 w=0.1x20/n"]
+CANDIDATES["lotka_volterra"].update({
+    "sine w=0.1x20/n or w=0.01x20/n": _select(_SINE, _reweighted(_SINE, 0.01)),
+    "sine w=0.1x20/n or clearly w=0.01x20/n": _select(_SINE, _reweighted(_SINE, 0.01),
+                                                      selection="clear"),
+})
+_TANH = _PHYSICAL["smooth 2x64 w=0.003x200/n"]
+CANDIDATES["burgers"] = {
+    **_PHYSICAL,
+    "tanh w=0.003x200/n or clearly w=0.0003x200/n": _select(
+        _TANH, _reweighted(_TANH, 0.0003), selection="clear"),
 }
 
 
