@@ -23,7 +23,7 @@ def _train(x, y, *, gradient_weight: float, steps: int, seed: int):
     import keras
 
     import keras_gradinn as kg
-    from keras_gradinn.bench.methods import train_full_batch
+    from keras_gradinn.training import train_full_batch
 
     keras.utils.set_random_seed(seed)
     network = kg.mlp(5, 1, width=64, depth=3, activation="silu")

@@ -29,12 +29,12 @@ from keras_gradinn import priors
 from keras_gradinn.model import GradINN
 from keras_gradinn.networks import mlp
 from keras_gradinn.sampling import centre_and_half_width
+from keras_gradinn.training import train_full_batch
 
 if TYPE_CHECKING:
     from keras_gradinn.problems import Problem
 
-__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for",
-           "train_full_batch"]
+__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for"]
 
 METHODS = ("gradinn", "snn", "pinn", "gp")
 
@@ -210,24 +210,6 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
     prior = priors.build(settings.prior, problem.d, problem.m, **options)
     return GradINN(network, prior, gradient_weight=weight,
                    **_collocation(problem, problem.contains, seed), **common)
-
-
-def train_full_batch(model: GradINN, x: np.ndarray, y: np.ndarray, *, steps: int,
-                     learning_rate: float) -> GradINN:
-    """Trains `model` on (x, y) as one batch for `steps` Adam steps; returns it.
-
-    The recipe every neural method of the benchmark shares: Adam with a
-    cosine decay from `learning_rate` to zero over `steps`, output scaling
-    adapted to `y`, and the whole training set as the batch of every step.
-    """
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule))
-    model.adapt(y)
-    # One dataset element repeated for the budget: one epoch of `steps` steps
-    # avoids Keras' per-epoch overhead over thousands of one-step epochs.
-    data = tf.data.Dataset.from_tensors((x.astype("float32"), y.astype("float32"))).repeat()
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    return model
 
 
 def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
