@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, nargs="+", help="training sizes (default: the protocol's)")
     parser.add_argument("--noise", type=float, nargs="+",
                         help="noise levels (default: 0 0.01 0.05 0.1 for friedman1, else 0 0.05)")
-    parser.add_argument("--methods", nargs="+", help="gradinn snn pinn gp (default: all that apply)")
+    parser.add_argument("--methods", nargs="+",
+                        help="gradinn snn pinn gp (default: all that apply)")
     parser.add_argument("--seeds", type=int, default=3,
                         help="seeds per cell (default 3; the headline cell gets at least 5)")
     parser.add_argument("--quick", action="store_true",

@@ -217,8 +217,8 @@ def _progress(done: int, total: int, started: float, text: str) -> None:
     width = 24
     filled = int(width * done / max(total, 1))
     elapsed = time.perf_counter() - started
-    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed / 60:5.1f} min  {text}"
-    print(line, file=sys.stderr, flush=True)
+    bar = "#" * filled + "." * (width - filled)
+    print(f"[{bar}] {done}/{total} {elapsed / 60:5.1f} min  {text}", file=sys.stderr, flush=True)
 
 
 def sweep(runs: Iterable[Run], out: str | os.PathLike, *, quick: bool = False,
