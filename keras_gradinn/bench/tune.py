@@ -84,15 +84,14 @@ _FRIEDMAN = {
 _FRIEDMAN.update({
     f"{first} or {second}": _select(_FRIEDMAN[first], _FRIEDMAN[second])
     for first, second in [("fourier 128x1 w=0.03", "fourier 128x2 w=0.1"),
-                          ("fourier 128x1 w=0.03", "smooth 1x16 w=0.1")]
+                          ("fourier 128x1 w=0.03", "smooth 1x16 w=0.1"),
+                          ("fourier 128x1 w=0.03", "smooth 1x8 w=1")]
 })
 _FRIEDMAN.update({
     f"fourier 128x1 w=0.03 or clearly {stiff}": _select(
         _FRIEDMAN["fourier 128x1 w=0.03"], _FRIEDMAN[stiff], selection="clear")
     for stiff in ("smooth 1x16 w=0.1", "smooth 1x8 w=0.3", "smooth 1x8 w=1")
 })
-_FRIEDMAN["fourier 128x1 w=0.03 or smooth 1x8 w=1"] = _select(
-    _FRIEDMAN["fourier 128x1 w=0.03"], _FRIEDMAN["smooth 1x8 w=1"])
 _PHYSICAL = {
     "snn": ("snn", {}),
     "smooth w=0.001": _gradinn(0.001),
