@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from keras_gradinn.data import AUTO_BOUNDS_MARGIN, DataError, check_names
 from keras_gradinn.networks import positive_int
-from keras_gradinn.validation import first_nonfinite_row
+from keras_gradinn.validation import first_nonfinite_row, non_negative
 
 __all__ = ["DataError", "bounds_from_dataset", "from_csv", "from_npy"]
 
@@ -512,10 +512,7 @@ def bounds_from_dataset(
     """
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(f"dataset must be a tf.data.Dataset; got {type(dataset).__name__}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.number)) or not (
-        math.isfinite(margin) and margin >= 0
-    ):
-        raise ValueError(f"margin must be finite and >= 0; got {margin!r}")
+    non_negative(margin, "margin")
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise ValueError("the dataset is infinite; pass a finite one (e.g. without .repeat())")
     low = high = None

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import pathlib
 import shutil
@@ -33,6 +32,7 @@ import tensorflow as tf
 from keras_gradinn import sampling
 from keras_gradinn.jacobian import dense_layers
 from keras_gradinn.model import GradINN
+from keras_gradinn.validation import non_negative
 
 __all__ = [
     "ExportVerificationError",
@@ -61,11 +61,8 @@ def _check_model(model: Any) -> GradINN:
 
 
 def _check_tolerances(atol: float, rtol: float) -> None:
-    for label, value in (("atol", atol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-            math.isfinite(value) and value >= 0
-        ):
-            raise ValueError(f"{label} must be finite and >= 0; got {value!r}")
+    non_negative(atol, "atol")
+    non_negative(rtol, "rtol")
 
 
 def _input_spec(model: GradINN) -> tf.TensorSpec:

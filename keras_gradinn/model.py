@@ -25,7 +25,7 @@ from keras_gradinn.jacobian import (
     value_and_jacobian,
 )
 from keras_gradinn.networks import positive_int
-from keras_gradinn.validation import finite_array, first_nonfinite_row, outside
+from keras_gradinn.validation import finite_array, first_nonfinite_row, non_negative, outside
 
 __all__ = ["GradINN", "NonFiniteLossError"]
 
@@ -287,11 +287,7 @@ class GradINN(keras.Model):
 
     @gradient_weight.setter
     def gradient_weight(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-            math.isfinite(value) and value >= 0
-        ):
-            raise ValueError(f"gradient_weight must be finite and >= 0; got {value!r}")
-        self._gradient_weight = float(value)
+        self._gradient_weight = non_negative(value, "gradient_weight")
         # The weight is a constant of the traced step (weight 0 skips the
         # nested tape), so a new value needs new step functions.
         self.train_function = self.test_function = None

@@ -23,6 +23,7 @@ import numpy as np
 
 from keras_gradinn.networks import dense_stack, layer_seeds, positive_int
 from keras_gradinn.sampling import unit_points
+from keras_gradinn.validation import non_negative
 
 __all__ = [
     "ConstantField",
@@ -177,7 +178,7 @@ class InputGroupLasso(keras.regularizers.Regularizer):
     """
 
     def __init__(self, strength: float, input_dim: int, output_dim: int):
-        self.strength = _non_negative(strength, "strength")
+        self.strength = non_negative(strength, "strength")
         self.input_dim, self.output_dim = _check_dims(input_dim, output_dim)
 
     def __call__(self, kernel):
@@ -193,13 +194,6 @@ class InputGroupLasso(keras.regularizers.Regularizer):
 
 def _check_dims(input_dim: int, output_dim: int) -> tuple[int, int]:
     return positive_int(input_dim, "input_dim"), positive_int(output_dim, "output_dim")
-
-
-def _non_negative(value: float, name: str) -> float:
-    """`value` as a float, or a ValueError naming `name` if it is negative or not finite."""
-    if not (math.isfinite(float(value)) and value >= 0):
-        raise ValueError(f"{name} must be finite and >= 0; got {value!r}")
-    return float(value)
 
 
 def _rescale_field(model: keras.Model, initial_scale: float) -> keras.Model:
@@ -268,8 +262,8 @@ def smooth(
     """
     d, m = _check_dims(input_dim, output_dim)
     width, depth = positive_int(width, "width"), positive_int(depth, "depth")
-    initial_scale = _non_negative(initial_scale, "initial_scale")
-    sparsity = _non_negative(sparsity, "sparsity")
+    initial_scale = non_negative(initial_scale, "initial_scale")
+    sparsity = non_negative(sparsity, "sparsity")
     regularizer = InputGroupLasso(sparsity, d, m) if sparsity else None
     model = dense_stack(d, m * d, width=width, depth=depth, activation=activation,
                         initializer=keras.initializers.LecunNormal, seed=seed,
@@ -310,7 +304,7 @@ def oscillatory(
         A functional `keras.Model` mapping (n, d) to (n, m*d).
     """
     d, m = _check_dims(input_dim, output_dim)
-    initial_scale = _non_negative(initial_scale, "initial_scale")
+    initial_scale = non_negative(initial_scale, "initial_scale")
     seeds = layer_seeds(seed, 2)
     inputs = keras.Input(shape=(d,), name="z")
     features = SineFeatures(

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BOUNDS_SLACK", "finite_array", "first_nonfinite_row", "outside"]
+__all__ = ["BOUNDS_SLACK", "finite_array", "first_nonfinite_row", "non_negative", "outside"]
 
 #: Relative slack when checking that points lie inside the bounds, so values
 #: written to a CSV and read back at the boundary are not rejected.
 BOUNDS_SLACK = 1e-6
+
+
+def non_negative(value: Any, label: str) -> float:
+    """`value` as a float, or a ValueError naming `label` unless it is a finite real >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+        math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"{label} must be finite and >= 0; got {value!r}")
+    return float(value)
 
 
 def first_nonfinite_row(rows: np.ndarray) -> int | None:
