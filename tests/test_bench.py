@@ -198,9 +198,6 @@ def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch
     calls.clear()
     fitted = methods.fit("snn", problem, x, y, settings=settings, seed=0)
     assert calls == [("snn", 50, 0.03)] and fitted.chosen is None
-    with pytest.raises(ValueError, match="validation_fraction must be in"):
-        methods.fit("gradinn", problem, x, y, seed=0,
-                    settings=settings.replace(validation_fraction=1.0))
     with pytest.raises(ValueError, match="too few to hold out"):
         methods.fit("gradinn", problem, x[:1], y[:1], settings=settings, seed=0)
 
@@ -214,6 +211,18 @@ def test_a_clear_selection_keeps_the_first_variant_unless_another_wins_beyond_no
     assert methods.choose(steady[:, :1], "clear") == 0  # one held-out point: no spread
     with pytest.raises(ValueError, match="selection must be 'lowest' or 'clear'; got 'best'"):
         methods.choose(noisy, "best")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"selection": "best"}, "selection must be 'lowest' or 'clear'; got 'best'"),
+    ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\); got 1.0"),
+    ({"validation_fraction": 0}, r"validation_fraction must be in \(0, 1\); got 0"),
+])
+def test_settings_refuse_a_bad_choice_rule_before_any_fit(changes, message):
+    with pytest.raises(ValueError, match=message):
+        methods.Settings(**changes)
+    with pytest.raises(ValueError, match=message):
+        methods.DEFAULTS["friedman1"].replace(**changes)
 
 
 def test_every_tuning_candidate_builds_its_model():

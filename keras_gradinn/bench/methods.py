@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for"]
 
 METHODS = ("gradinn", "snn", "pinn", "gp")
+SELECTIONS = ("lowest", "clear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,13 @@ class Settings:
     alternatives: tuple[tuple[tuple[str, Any], ...], ...] = ()
     validation_fraction: float = 0.2
     selection: str = "lowest"
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be 'lowest' or 'clear'; got {self.selection!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1); got "
+                             f"{self.validation_fraction!r}")
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -233,10 +241,10 @@ def choose(losses: np.ndarray, selection: str) -> int:
     others beat it by more than one standard error of the paired per-point
     gain `losses[0] - losses[k]`, and then takes the lowest of those.
     """
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be 'lowest' or 'clear'; got {selection!r}")
     if selection == "lowest":
         return int(np.argmin(losses.mean(axis=1)))
-    if selection != "clear":
-        raise ValueError(f"selection must be 'lowest' or 'clear'; got {selection!r}")
     gains = losses[0] - losses
     if gains.shape[1] < 2:  # no spread to judge a gain by
         return 0
@@ -248,9 +256,6 @@ def choose(losses: np.ndarray, selection: str) -> int:
 def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings,
                   seed: int) -> Fitted:
     """GradINN refit with the variant of `settings` that `choose` takes on a held-out split."""
-    if not 0 < settings.validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1); got "
-                         f"{settings.validation_fraction!r}")
     variants = settings.variants()
     order = np.random.default_rng([seed, len(y), 1]).permutation(len(y))
     n_held = max(1, round(settings.validation_fraction * len(y)))
