@@ -10,6 +10,7 @@ pytest.importorskip("sklearn")
 from keras_gradinn import problems  # noqa: E402
 from keras_gradinn.bench import gp, methods, report, runner  # noqa: E402
 from keras_gradinn.cli import main  # noqa: E402
+from keras_gradinn.training import train_full_batch  # noqa: E402
 
 
 def test_gp_gradient_matches_finite_differences():
@@ -202,6 +203,52 @@ def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch
         methods.fit("gradinn", problem, x[:1], y[:1], settings=settings, seed=0)
 
 
+def test_input_relevance_is_the_scaled_rms_of_each_jacobian_column():
+    jacobian = np.zeros((4, 2, 3))
+    jacobian[:, 0, 0] = [1.0, -1.0, 1.0, -1.0]  # output 0 moves with input 0 only
+    jacobian[:, 1, 2] = 3.0  # output 1 with input 2 only
+    bounds = np.array([[0.0, 2.0], [0.0, 1.0], [0.0, 4.0]])  # half widths 1, 0.5, 2
+    relevance = methods.input_relevance(jacobian, bounds, y_scale=np.array([1.0, 2.0]))
+    np.testing.assert_allclose(relevance, [np.sqrt(0.5), 0.0, np.sqrt(0.5 * 3.0 ** 2)])
+
+
+def test_screening_adds_a_variant_that_reads_only_the_relevant_inputs(monkeypatch):
+    problem = problems.get("friedman1")
+    x, y = runner.training_set(problem, 50, 0.0, seed=0)
+    calls = []
+
+    def fake_fit(method, problem, x_fit, y_fit, variant, seed):
+        calls.append((len(y_fit), variant.active_inputs))
+        # Inputs 3 and 4 barely move the first fit; the screened fit predicts best.
+        jacobian = np.zeros((1, 1, 5))
+        jacobian[..., :3], jacobian[..., 3:] = 10.0, 0.5
+        offset = 0.0 if variant.active_inputs else 1.0
+        truth = dict(zip(map(tuple, x), y))
+        return methods.Fitted(
+            predict=lambda points: np.array([truth[tuple(p)] for p in points]) + offset,
+            gradient=lambda points: np.repeat(jacobian, len(points), axis=0),
+            train_seconds=1.0, active_inputs=variant.active_inputs)
+
+    monkeypatch.setattr(methods, "_fit_network", fake_fit)
+    fitted = methods.fit("gradinn", problem, x, y, settings=methods.Settings(screening=0.1),
+                         seed=0)
+    assert calls == [(40, None), (40, (0, 1, 2)), (50, (0, 1, 2))]
+    assert fitted.chosen == 1 and fitted.active_inputs == (0, 1, 2)
+    calls.clear()  # every input above the threshold: nothing to screen
+    methods.fit("gradinn", problem, x, y, settings=methods.Settings(screening=0.01), seed=0)
+    assert calls == [(40, None), (50, None)]
+
+
+def test_a_screened_network_ignores_the_dropped_inputs():
+    problem = problems.get("friedman1")
+    x, y = runner.training_set(problem, 20, 0.0, seed=0)
+    settings = methods.Settings(width=8, depth=1, active_inputs=(0, 2))
+    model = train_full_batch(methods._network_model("gradinn", problem, y, settings, seed=0),
+                             x, y, steps=2, learning_rate=1e-2)
+    jacobian = model.predict_gradient(x[:5])
+    assert np.all(jacobian[..., [1, 3, 4]] == 0.0) and np.all(jacobian[..., [0, 2]] != 0.0)
+
+
 def test_a_clear_selection_keeps_the_first_variant_unless_another_wins_beyond_noise():
     noisy = np.array([[1.0, 1.0, 1.0, 1.0], [0.5, 1.5, 0.2, 1.6]])  # mean gain 0.05, SE 0.35
     steady = np.array([[1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.1, 0.2], [0.9, 0.9, 0.9, 0.9]])
@@ -217,6 +264,7 @@ def test_a_clear_selection_keeps_the_first_variant_unless_another_wins_beyond_no
     ({"selection": "best"}, "selection must be 'lowest' or 'clear'; got 'best'"),
     ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\); got 1.0"),
     ({"validation_fraction": 0}, r"validation_fraction must be in \(0, 1\); got 0"),
+    ({"screening": 1.0}, r"screening must be in \[0, 1\); got 1.0"),
 ])
 def test_settings_refuse_a_bad_choice_rule_before_any_fit(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -60,6 +60,13 @@ class Settings:
     standard error of the per-point difference (a small held-out set then
     keeps the default). Alternatives should change only the prior and its
     weight, so that S-NN and the PINN remain the same network.
+
+    `screening` > 0 lets the data drop inert inputs, a hard form of the
+    belief that `f` does not depend on them. In the held-out fit of the first
+    variant GradINN measures each input's relevance (see `input_relevance`);
+    if some fall below `screening` times the largest, it adds a variant whose
+    network reads only the others (`active_inputs`), and the held-out choice
+    decides between them.
     """
 
     steps: int = 20_000
@@ -76,6 +83,8 @@ class Settings:
     alternatives: tuple[tuple[tuple[str, Any], ...], ...] = ()
     validation_fraction: float = 0.2
     selection: str = "lowest"
+    screening: float = 0.0
+    active_inputs: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -83,6 +92,8 @@ class Settings:
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1); got "
                              f"{self.validation_fraction!r}")
+        if not 0 <= self.screening < 1:
+            raise ValueError(f"screening must be in [0, 1); got {self.screening!r}")
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -151,14 +162,16 @@ class Fitted:
     """A trained method: predictions and Jacobians in the problem's units.
 
     `chosen` is the index in `Settings.variants()` of the variant GradINN
-    selected, when it had alternatives; `train_seconds` then includes the
-    held-out fits.
+    selected, when it had alternatives or screening (one past the last
+    variant: the screened one); `train_seconds` then includes the held-out
+    fits. `active_inputs` are the inputs the network reads (None: all).
     """
 
     predict: Any
     gradient: Any
     train_seconds: float
     chosen: int | None = None
+    active_inputs: tuple[int, ...] | None = None
 
 
 class EquationModel(GradINN):
@@ -198,6 +211,10 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
                    seed: int) -> GradINN:
     network = mlp(problem.d, problem.m, width=settings.width, depth=settings.depth,
                   activation=settings.activation, seed=seed)
+    if settings.active_inputs is not None:
+        mask = np.isin(np.arange(problem.d), settings.active_inputs).astype("float32")
+        inputs = keras.Input((problem.d,))
+        network = keras.Model(inputs, network(keras.layers.Rescaling(mask)(inputs)))
     common = dict(bounds=problem.bounds, n_collocation=settings.n_collocation, seed=seed)
     if method == "pinn":
         if problem.equations is None:
@@ -231,7 +248,21 @@ def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
         predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
         gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
         train_seconds=seconds,
+        active_inputs=settings.active_inputs,
     )
+
+
+def input_relevance(jacobian: np.ndarray, bounds: np.ndarray, y_scale: np.ndarray) -> np.ndarray:
+    """Each input's relevance: the RMS of its Jacobian column, unit-free.
+
+    `jacobian` (points, m, d) is in user units and `bounds` the (d, 2) box of
+    the inputs; each entry is multiplied by
+    its input's half width and divided by its output's `y_scale`, so that an
+    input counts by how much of the output's spread it moves across its range.
+    """
+    _, half_width = centre_and_half_width(bounds)
+    scaled = jacobian * np.asarray(half_width)[None, None, :] / np.asarray(y_scale)[None, :, None]
+    return np.sqrt(np.mean(scaled ** 2, axis=(0, 1)))
 
 
 def choose(losses: np.ndarray, selection: str) -> int:
@@ -265,10 +296,24 @@ def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Sett
                          f"{settings.validation_fraction:g} of them")
     scale = np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
     losses, seconds = [], 0.0
-    for variant in variants:
+
+    def hold_out(variant: Settings) -> Fitted:
+        nonlocal seconds
         trial = _fit_network("gradinn", problem, x[kept], y[kept], variant, seed)
         seconds += trial.train_seconds
         losses.append(np.mean(((trial.predict(x[held]) - y[held]) / scale) ** 2, axis=1))
+        return trial
+
+    first = hold_out(variants[0])
+    for variant in variants[1:]:
+        hold_out(variant)
+    if settings.screening:
+        relevance = input_relevance(first.gradient(x), problem.bounds, scale)
+        active = tuple(int(i) for i in np.flatnonzero(relevance >= settings.screening
+                                                      * relevance.max()))
+        if len(active) < problem.d:
+            variants.append(variants[0].replace(active_inputs=active))
+            hold_out(variants[-1])
     chosen = choose(np.array(losses), settings.selection)
     fitted = _fit_network("gradinn", problem, x, y, variants[chosen], seed)
     return dataclasses.replace(fitted, train_seconds=fitted.train_seconds + seconds,
@@ -302,6 +347,6 @@ def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
     if method == "gp":
         return _fit_gp(problem, x, y, seed)
     settings = settings or settings_for(problem.name)
-    if method == "gradinn" and settings.alternatives:
+    if method == "gradinn" and (settings.alternatives or settings.screening):
         return _fit_selected(problem, x, y, settings, seed)
     return _fit_network(method, problem, x, y, settings, seed)

@@ -155,6 +155,7 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         "quick": bool(quick),
         "settings": None if run.method == "gp" else dataclasses.asdict(settings),
         "chosen": fitted.chosen,
+        "active_inputs": fitted.active_inputs,
         "version": keras_gradinn.__version__,
     }
     if fields is not None and problem.d == 2:

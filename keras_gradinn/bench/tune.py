@@ -38,6 +38,12 @@ def _reweighted(candidate: tuple[str, dict], weight: float) -> tuple[str, dict]:
     return method, {**changes, "gradient_weight": weight}
 
 
+def _screened(candidate: tuple[str, dict], threshold: float) -> tuple[str, dict]:
+    """`candidate`, free to drop inputs less relevant than `threshold` times the most."""
+    method, changes = candidate
+    return method, {**changes, "screening": threshold}
+
+
 def _select(first: tuple[str, dict], *others: tuple[str, dict],
             selection: str = "lowest") -> tuple[str, dict]:
     """GradINN choosing between candidates by a held-out split of its training data."""
@@ -117,6 +123,10 @@ CANDIDATES = {
         **{f"smooth sparse {s:g} w=0.03": _gradinn(0.03, sparsity=s) for s in (3e-5, 1e-4, 3e-4)},
         # Both the weight and the sparsity fade as 1/n (`Settings.prior_options_for`).
         "smooth sparse 0.0003 w=0.03x50/n": _gradinn(0.03, sparsity=3e-4, reference_n=50),
+        # "screened T": the held-out choice may drop inputs whose relevance in the first
+        # fit is below T times the largest (`methods.Settings.screening`).
+        **{f"smooth sparse 3e-05 w=0.03 screened {t:g}": _screened(
+            _gradinn(0.03, sparsity=3e-5), t) for t in (0.05, 0.1, 0.2, 0.3)},
     },
     "stokes_sphere": _PHYSICAL,
     "burgers": _PHYSICAL,
@@ -177,7 +187,8 @@ def score(problem_name: str, candidate: str, n: int, noise: float, seed: int) ->
     return {"problem": problem_name, "candidate": candidate, "n": n, "noise": noise,
             "seed": seed, "rmse": float(rmse.mean()),
             "nrmse": float(np.mean(rmse / y_val.std(axis=0))), "grad_rmse": float(grad_rmse),
-            "train_seconds": fitted.train_seconds, "chosen": fitted.chosen}
+            "train_seconds": fitted.train_seconds, "chosen": fitted.chosen,
+            "active_inputs": fitted.active_inputs}
 
 
 def main(argv: list[str] | None = None) -> int:
