@@ -203,15 +203,6 @@ def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch
         methods.fit("gradinn", problem, x[:1], y[:1], settings=settings, seed=0)
 
 
-def test_input_relevance_is_the_scaled_rms_of_each_jacobian_column():
-    jacobian = np.zeros((4, 2, 3))
-    jacobian[:, 0, 0] = [1.0, -1.0, 1.0, -1.0]  # output 0 moves with input 0 only
-    jacobian[:, 1, 2] = 3.0  # output 1 with input 2 only
-    bounds = np.array([[0.0, 2.0], [0.0, 1.0], [0.0, 4.0]])  # half widths 1, 0.5, 2
-    relevance = methods.input_relevance(jacobian, bounds, y_scale=np.array([1.0, 2.0]))
-    np.testing.assert_allclose(relevance, [np.sqrt(0.5), 0.0, np.sqrt(0.5 * 3.0 ** 2)])
-
-
 def test_screening_adds_a_variant_that_reads_only_the_relevant_inputs(monkeypatch):
     problem = problems.get("friedman1")
     x, y = runner.training_set(problem, 50, 0.0, seed=0)
@@ -220,14 +211,13 @@ def test_screening_adds_a_variant_that_reads_only_the_relevant_inputs(monkeypatc
     def fake_fit(method, problem, x_fit, y_fit, variant, seed):
         calls.append((len(y_fit), variant.active_inputs))
         # Inputs 3 and 4 barely move the first fit; the screened fit predicts best.
-        jacobian = np.zeros((1, 1, 5))
-        jacobian[..., :3], jacobian[..., 3:] = 10.0, 0.5
+        relevance = np.array([10.0, 10.0, 10.0, 0.5, 0.5])
         offset = 0.0 if variant.active_inputs else 1.0
         truth = dict(zip(map(tuple, x), y))
         return methods.Fitted(
             predict=lambda points: np.array([truth[tuple(p)] for p in points]) + offset,
-            gradient=lambda points: np.repeat(jacobian, len(points), axis=0),
-            train_seconds=1.0, active_inputs=variant.active_inputs)
+            gradient=None, train_seconds=1.0, active_inputs=variant.active_inputs,
+            relevance=lambda points: relevance)
 
     monkeypatch.setattr(methods, "_fit_network", fake_fit)
     fitted = methods.fit("gradinn", problem, x, y, settings=methods.Settings(screening=0.1),

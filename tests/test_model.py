@@ -61,6 +61,21 @@ def points_2d(n, seed=0):
     return kg.sampling.sample(n, BOUNDS_2D, method="uniform", seed=seed)
 
 
+def test_input_relevance_is_the_rms_of_the_jacobian_in_scaled_units():
+    # A linear network in scaled units: y = mean + std * (z @ kernel).
+    kernel = np.array([[3.0, -1.0], [0.0, 0.5]])  # input 1 moves output 1 only
+    inputs = keras.Input(shape=(2,))
+    dense = keras.layers.Dense(2, use_bias=False)
+    network = keras.Model(inputs, dense(inputs))
+    dense.set_weights([kernel])
+    model = kg.GradINN(network, "constant", bounds=BOUNDS_2D)
+    model.adapt(np.random.default_rng(0).normal([0.0, 5.0], [2.0, 30.0], size=(40, 2)))
+
+    relevance = model.input_relevance(points_2d(9))
+
+    np.testing.assert_allclose(relevance, np.sqrt(np.mean(kernel ** 2, axis=1)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("m", [1, 3])
 def test_jacobian_matches_analytic_and_finite_differences_in_user_units(m):
     model = analytic_model(m)

@@ -63,7 +63,7 @@ class Settings:
 
     `screening` > 0 lets the data drop inert inputs, a hard form of the
     belief that `f` does not depend on them. In the held-out fit of the first
-    variant GradINN measures each input's relevance (see `input_relevance`);
+    variant GradINN measures each input's relevance (`GradINN.input_relevance`);
     if some fall below `screening` times the largest, it adds a variant whose
     network reads only the others (`active_inputs`), and the held-out choice
     decides between them.
@@ -164,7 +164,8 @@ class Fitted:
     `chosen` is the index in `Settings.variants()` of the variant GradINN
     selected, when it had alternatives or screening (one past the last
     variant: the screened one); `train_seconds` then includes the held-out
-    fits. `active_inputs` are the inputs the network reads (None: all).
+    fits. `active_inputs` are the inputs the network reads (None: all), and
+    `relevance` the network's `GradINN.input_relevance`.
     """
 
     predict: Any
@@ -172,6 +173,7 @@ class Fitted:
     train_seconds: float
     chosen: int | None = None
     active_inputs: tuple[int, ...] | None = None
+    relevance: Any = None
 
 
 class EquationModel(GradINN):
@@ -249,20 +251,8 @@ def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
         gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
         train_seconds=seconds,
         active_inputs=settings.active_inputs,
+        relevance=lambda points: model.input_relevance(points, batch_size=4096),
     )
-
-
-def input_relevance(jacobian: np.ndarray, bounds: np.ndarray, y_scale: np.ndarray) -> np.ndarray:
-    """Each input's relevance: the RMS of its Jacobian column, unit-free.
-
-    `jacobian` (points, m, d) is in user units and `bounds` the (d, 2) box of
-    the inputs; each entry is multiplied by
-    its input's half width and divided by its output's `y_scale`, so that an
-    input counts by how much of the output's spread it moves across its range.
-    """
-    _, half_width = centre_and_half_width(bounds)
-    scaled = jacobian * np.asarray(half_width)[None, None, :] / np.asarray(y_scale)[None, :, None]
-    return np.sqrt(np.mean(scaled ** 2, axis=(0, 1)))
 
 
 def choose(losses: np.ndarray, selection: str) -> int:
@@ -308,7 +298,7 @@ def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Sett
     for variant in variants[1:]:
         hold_out(variant)
     if settings.screening:
-        relevance = input_relevance(first.gradient(x), problem.bounds, scale)
+        relevance = first.relevance(x)
         active = tuple(int(i) for i in np.flatnonzero(relevance >= settings.screening
                                                       * relevance.max()))
         if len(active) < problem.d:
