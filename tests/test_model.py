@@ -74,6 +74,8 @@ def test_input_relevance_is_the_rms_of_the_jacobian_in_scaled_units():
     relevance = model.input_relevance(points_2d(9))
 
     np.testing.assert_allclose(relevance, np.sqrt(np.mean(kernel ** 2, axis=1)), rtol=1e-6)
+    with pytest.raises(ValueError, match="x is empty"):
+        model.input_relevance(np.zeros((0, 2)))
 
 
 @pytest.mark.parametrize("m", [1, 3])
