@@ -209,7 +209,7 @@ def test_screening_adds_a_variant_that_reads_only_the_relevant_inputs(monkeypatc
     calls = []
 
     def fake_fit(method, problem, x_fit, y_fit, variant, seed):
-        calls.append((len(y_fit), variant.active_inputs))
+        calls.append((len(y_fit), variant.active_inputs, variant.gradient_weight))
         # Inputs 3 and 4 barely move the first fit; the screened fit predicts best.
         relevance = np.array([10.0, 10.0, 10.0, 0.5, 0.5])
         offset = 0.0 if variant.active_inputs else 1.0
@@ -220,23 +220,29 @@ def test_screening_adds_a_variant_that_reads_only_the_relevant_inputs(monkeypatc
             relevance=lambda points: relevance)
 
     monkeypatch.setattr(methods, "_fit_network", fake_fit)
-    fitted = methods.fit("gradinn", problem, x, y, settings=methods.Settings(screening=0.1),
-                         seed=0)
-    assert calls == [(40, None), (40, (0, 1, 2)), (50, (0, 1, 2))]
+    settings = methods.Settings(gradient_weight=0.01, screening=0.1,
+                                screened_changes=(("gradient_weight", 0.1),))
+    fitted = methods.fit("gradinn", problem, x, y, settings=settings, seed=0)
+    assert calls == [(40, None, 0.01), (40, (0, 1, 2), 0.1), (50, (0, 1, 2), 0.1)]
     assert fitted.chosen == 1 and fitted.active_inputs == (0, 1, 2)
     calls.clear()  # every input above the threshold: nothing to screen
-    methods.fit("gradinn", problem, x, y, settings=methods.Settings(screening=0.01), seed=0)
-    assert calls == [(40, None), (50, None)]
+    methods.fit("gradinn", problem, x, y, settings=settings.replace(screening=0.01), seed=0)
+    assert calls == [(40, None, 0.01), (50, None, 0.01)]
 
 
-def test_a_screened_network_ignores_the_dropped_inputs():
+@pytest.mark.parametrize("screen_prior", [False, True])
+def test_a_screened_network_ignores_the_dropped_inputs(screen_prior):
     problem = problems.get("friedman1")
     x, y = runner.training_set(problem, 20, 0.0, seed=0)
-    settings = methods.Settings(width=8, depth=1, active_inputs=(0, 2))
+    settings = methods.Settings(width=8, depth=1, active_inputs=(0, 2), screen_prior=screen_prior)
     model = train_full_batch(methods._network_model("gradinn", problem, y, settings, seed=0),
                              x, y, steps=2, learning_rate=1e-2)
     jacobian = model.predict_gradient(x[:5])
     assert np.all(jacobian[..., [1, 3, 4]] == 0.0) and np.all(jacobian[..., [0, 2]] != 0.0)
+    moved = x[:5].copy()
+    moved[:, 3] = 1.0 - moved[:, 3]  # a dropped input
+    changed = np.abs(np.asarray(model.prior(moved)) - np.asarray(model.prior(x[:5]))).max()
+    assert (changed == 0.0) == screen_prior
 
 
 def test_a_clear_selection_keeps_the_first_variant_unless_another_wins_beyond_noise():

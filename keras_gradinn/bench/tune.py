@@ -127,6 +127,11 @@ CANDIDATES = {
         # fit is below T times the largest (`methods.Settings.screening`).
         **{f"smooth sparse 3e-05 w=0.03 screened {t:g}": _screened(
             _gradinn(0.03, sparsity=3e-5), t) for t in (0.05, 0.1, 0.2, 0.3)},
+        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior": (
+            "gradinn", {**_screened(_gradinn(0.03, sparsity=3e-5), 0.3)[1], "screen_prior": True}),
+        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior, then plain": (
+            "gradinn", {**_screened(_gradinn(0.03, sparsity=3e-5), 0.3)[1], "screen_prior": True,
+                        "screened_changes": (("prior_options", ()),)}),
     },
     "stokes_sphere": _PHYSICAL,
     "burgers": _PHYSICAL,
