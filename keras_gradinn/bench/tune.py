@@ -38,10 +38,14 @@ def _reweighted(candidate: tuple[str, dict], weight: float) -> tuple[str, dict]:
     return method, {**changes, "gradient_weight": weight}
 
 
-def _screened(candidate: tuple[str, dict], threshold: float) -> tuple[str, dict]:
-    """`candidate`, free to drop inputs less relevant than `threshold` times the most."""
+def _screened(candidate: tuple[str, dict], threshold: float, **options) -> tuple[str, dict]:
+    """`candidate`, free to drop inputs less relevant than `threshold` times the most.
+
+    `options` are further `Settings` fields of the screening (`screen_prior`,
+    `screened_changes`).
+    """
     method, changes = candidate
-    return method, {**changes, "screening": threshold}
+    return method, {**changes, "screening": threshold, **options}
 
 
 def _select(first: tuple[str, dict], *others: tuple[str, dict],
@@ -127,11 +131,13 @@ CANDIDATES = {
         # fit is below T times the largest (`methods.Settings.screening`).
         **{f"smooth sparse 3e-05 w=0.03 screened {t:g}": _screened(
             _gradinn(0.03, sparsity=3e-5), t) for t in (0.05, 0.1, 0.2, 0.3)},
-        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior": (
-            "gradinn", {**_screened(_gradinn(0.03, sparsity=3e-5), 0.3)[1], "screen_prior": True}),
-        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior, then plain": (
-            "gradinn", {**_screened(_gradinn(0.03, sparsity=3e-5), 0.3)[1], "screen_prior": True,
-                        "screened_changes": (("prior_options", ()),)}),
+        # "with prior": the screened variant's prior reads only the kept inputs too;
+        # "then plain": and it drops the group penalty.
+        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior": _screened(
+            _gradinn(0.03, sparsity=3e-5), 0.3, screen_prior=True),
+        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior, then plain": _screened(
+            _gradinn(0.03, sparsity=3e-5), 0.3, screen_prior=True,
+            screened_changes=(("prior_options", ()),)),
     },
     "stokes_sphere": _PHYSICAL,
     "burgers": _PHYSICAL,
