@@ -40,6 +40,11 @@ METHODS = ("gradinn", "snn", "pinn", "gp")
 SELECTIONS = ("lowest", "clear")
 
 
+def _check_selection(selection: str) -> None:
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be 'lowest' or 'clear'; got {selection!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Training choices of the neural methods for one problem.
@@ -90,8 +95,7 @@ class Settings:
     screen_prior: bool = False
 
     def __post_init__(self) -> None:
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be 'lowest' or 'clear'; got {self.selection!r}")
+        _check_selection(self.selection)
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1); got "
                              f"{self.validation_fraction!r}")
@@ -276,8 +280,7 @@ def choose(losses: np.ndarray, selection: str) -> int:
     others beat it by more than one standard error of the paired per-point
     gain `losses[0] - losses[k]`, and then takes the lowest of those.
     """
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be 'lowest' or 'clear'; got {selection!r}")
+    _check_selection(selection)
     if selection == "lowest":
         return int(np.argmin(losses.mean(axis=1)))
     gains = losses[0] - losses
