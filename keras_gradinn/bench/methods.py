@@ -66,6 +66,13 @@ class Settings:
     keeps the default). Alternatives should change only the prior and its
     weight, so that S-NN and the PINN remain the same network.
 
+    With fewer than `cross_validate_below` training points the held-out
+    set would be a handful of points, so the choice cross-validates instead:
+    the data split into `round(1 / validation_fraction)` folds, each variant
+    is fitted once per fold on the others, and every point is held out once.
+    It costs that many times the held-out fits; the first fold is the split
+    used without cross-validation.
+
     `screening` > 0 lets the data drop inert inputs, a hard form of the
     belief that `f` does not depend on them. In the held-out fit of the first
     variant GradINN measures each input's relevance (`GradINN.input_relevance`);
@@ -89,6 +96,7 @@ class Settings:
     alternatives: tuple[tuple[tuple[str, Any], ...], ...] = ()
     validation_fraction: float = 0.2
     selection: str = "lowest"
+    cross_validate_below: int = 0
     screening: float = 0.0
     active_inputs: tuple[int, ...] | None = None
     screened_changes: tuple[tuple[str, Any], ...] = ()
@@ -99,6 +107,9 @@ class Settings:
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1); got "
                              f"{self.validation_fraction!r}")
+        if self.cross_validate_below < 0:
+            raise ValueError(f"cross_validate_below must be >= 0; got "
+                             f"{self.cross_validate_below!r}")
         if not 0 <= self.screening < 1:
             raise ValueError(f"screening must be in [0, 1); got {self.screening!r}")
 
@@ -291,31 +302,54 @@ def choose(losses: np.ndarray, selection: str) -> int:
     return int(np.argmin(np.where(clear, losses.mean(axis=1), np.inf)))
 
 
+def _splits(settings: Settings, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(held-out, kept) index pairs: one seeded split, or folds that hold out each point once.
+
+    Kept points stay in the seeded order, so the first fold fits exactly as the
+    split without cross-validation does.
+    """
+    order = np.random.default_rng([seed, n, 1]).permutation(n)
+    if n < settings.cross_validate_below:
+        k = round(1 / settings.validation_fraction)
+        if n < k:
+            raise ValueError(f"{n} training points are too few for {k}-fold cross-validation")
+        folds = np.array_split(order, k)
+        return [(held, np.concatenate(folds[:i] + folds[i + 1:]))
+                for i, held in enumerate(folds)]
+    n_held = max(1, round(settings.validation_fraction * n))
+    if n_held >= n:
+        raise ValueError(f"{n} training points are too few to hold out "
+                         f"{settings.validation_fraction:g} of them")
+    return [(order[:n_held], order[n_held:])]
+
+
 def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings,
                   seed: int) -> Fitted:
-    """GradINN refit with the variant of `settings` that `choose` takes on a held-out split."""
+    """GradINN refit with the variant of `settings` that `choose` takes on held-out data."""
     variants = settings.variants()
-    order = np.random.default_rng([seed, len(y), 1]).permutation(len(y))
-    n_held = max(1, round(settings.validation_fraction * len(y)))
-    held, kept = order[:n_held], order[n_held:]
-    if len(kept) == 0:
-        raise ValueError(f"{len(y)} training points are too few to hold out "
-                         f"{settings.validation_fraction:g} of them")
+    splits = _splits(settings, len(y), seed)
+    held_out = np.concatenate([held for held, _ in splits])
     scale = np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
     losses, seconds = [], 0.0
 
-    def hold_out(variant: Settings) -> Fitted:
+    def hold_out(variant: Settings) -> list[Fitted]:
+        """`variant` fitted once per fold without it; its held-out losses go to `losses`."""
         nonlocal seconds
-        trial = _fit_network("gradinn", problem, x[kept], y[kept], variant, seed)
-        seconds += trial.train_seconds
-        losses.append(np.mean(((trial.predict(x[held]) - y[held]) / scale) ** 2, axis=1))
-        return trial
+        trials, predicted = [], []
+        for held, kept in splits:
+            trial = _fit_network("gradinn", problem, x[kept], y[kept], variant, seed)
+            seconds += trial.train_seconds
+            trials.append(trial)
+            predicted.append(trial.predict(x[held]))
+        residual = (np.concatenate(predicted) - y[held_out]) / scale
+        losses.append(np.mean(residual ** 2, axis=1))
+        return trials
 
     first = hold_out(variants[0])
     for variant in variants[1:]:
         hold_out(variant)
     if settings.screening:
-        relevance = first.relevance(x)
+        relevance = np.mean([trial.relevance(x) for trial in first], axis=0)
         active = tuple(int(i) for i in np.flatnonzero(relevance >= settings.screening
                                                       * relevance.max()))
         if len(active) < problem.d:
