@@ -203,6 +203,50 @@ def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch
         methods.fit("gradinn", problem, x[:1], y[:1], settings=settings, seed=0)
 
 
+def test_a_small_training_set_chooses_by_cross_validation(monkeypatch):
+    problem = problems.get("friedman1")
+    x, y = runner.training_set(problem, 52, 0.0, seed=0)
+    settings = methods.Settings(gradient_weight=0.03, alternatives=((("gradient_weight", 0.1),),),
+                                cross_validate_below=100, screening=0.5)
+    truth = dict(zip(map(tuple, x), y))
+    lucky = {tuple(p) for p in x[methods._splits(settings, 52, 0)[0][0]]}  # fold 0's held out
+    fits = []
+
+    def fake_fit(method, problem, x_fit, y_fit, variant, seed):
+        fits.append((variant.gradient_weight, variant.active_inputs, {tuple(p) for p in x_fit}))
+        # The first variant's relevance of input 2 is 0.4 in its first fold, 0.6 in the others.
+        relevance = np.array([1.0, 1.0, 0.4 if len(fits) == 1 else 0.6, 0.1, 0.1])
+        # Weight 0.1 predicts fold 0's held-out points and misses all others by 1;
+        # weight 0.03 misses every point by 0.5.
+        return methods.Fitted(
+            predict=lambda points: np.array([truth[tuple(p)] + (
+                0.5 if variant.gradient_weight == 0.03 else float(tuple(p) not in lucky))
+                for p in points]),
+            gradient=None, train_seconds=1.0, active_inputs=variant.active_inputs,
+            relevance=lambda points: relevance)
+
+    monkeypatch.setattr(methods, "_fit_network", fake_fit)
+    fitted = methods.fit("gradinn", problem, x, y, settings=settings, seed=0)
+    # Five folds of 10 (one split's held-out fifth), 11, 11, 10 and 10 points for each
+    # variant and for the screened one (the mean relevance of input 2 is 0.56, above
+    # 0.5), then the refit on all 52.
+    folds = [42, 41, 41, 42, 42]
+    assert [(w, active, len(points)) for w, active, points in fits] == (
+        [(0.03, None, k) for k in folds] + [(0.1, None, k) for k in folds]
+        + [(0.03, (0, 1, 2), k) for k in folds] + [(0.03, None, 52)])
+    held = [set(truth) - points for _, _, points in fits[:5]]
+    assert set().union(*held) == set(truth) and sum(map(len, held)) == 52
+    # Cross-validation sees weight 0.1 miss 42 of the 52 points; one split, the first
+    # fold, would have taken it.
+    assert fitted.chosen == 0 and fitted.train_seconds == 16.0
+    single = settings.replace(cross_validate_below=0, screening=0.0)
+    assert methods._splits(single, 52, 0)[0][1].tolist() == methods._splits(
+        settings, 52, 0)[0][1].tolist()
+    assert methods.fit("gradinn", problem, x, y, settings=single, seed=0).chosen == 1
+    with pytest.raises(ValueError, match="3 training points are too few for 5-fold"):
+        methods.fit("gradinn", problem, x[:3], y[:3], settings=settings, seed=0)
+
+
 def test_screening_adds_a_variant_that_reads_only_the_relevant_inputs(monkeypatch):
     problem = problems.get("friedman1")
     x, y = runner.training_set(problem, 50, 0.0, seed=0)
@@ -261,6 +305,7 @@ def test_a_clear_selection_keeps_the_first_variant_unless_another_wins_beyond_no
     ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\); got 1.0"),
     ({"validation_fraction": 0}, r"validation_fraction must be in \(0, 1\); got 0"),
     ({"screening": 1.0}, r"screening must be in \[0, 1\); got 1.0"),
+    ({"cross_validate_below": -1}, "cross_validate_below must be >= 0; got -1"),
 ])
 def test_settings_refuse_a_bad_choice_rule_before_any_fit(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -309,14 +309,14 @@ def _splits(settings: Settings, n: int, seed: int) -> list[tuple[np.ndarray, np.
     split without cross-validation does.
     """
     order = np.random.default_rng([seed, n, 1]).permutation(n)
+    n_held = max(1, round(settings.validation_fraction * n))
     if n < settings.cross_validate_below:
         k = round(1 / settings.validation_fraction)
         if n < k:
             raise ValueError(f"{n} training points are too few for {k}-fold cross-validation")
-        folds = np.array_split(order, k)
+        folds = [order[:n_held]] + np.array_split(order[n_held:], k - 1)
         return [(held, np.concatenate(folds[:i] + folds[i + 1:]))
                 for i, held in enumerate(folds)]
-    n_held = max(1, round(settings.validation_fraction * n))
     if n_held >= n:
         raise ValueError(f"{n} training points are too few to hold out "
                          f"{settings.validation_fraction:g} of them")
