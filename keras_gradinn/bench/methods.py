@@ -150,12 +150,14 @@ class Settings:
 #: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
 DEFAULTS: dict[str, Settings] = {
     # Trainable random Fourier features at about one period across the domain, or, if
-    # it predicts held-out data better (noisy data), a stiff 1x8 tanh prior.
+    # it predicts held-out data better (noisy data), a stiff 1x8 tanh prior; below 200
+    # points the held-out error is 5-fold cross-validated.
     "friedman1": Settings(prior="oscillatory",
                           prior_options=(("frequency", 1.0), ("n_features", 128)),
                           gradient_weight=0.03,
                           alternatives=((("gradient_weight", 1.0), ("prior", "smooth"),
-                                         ("prior_options", (("width", 8),))),)),
+                                         ("prior_options", (("width", 8),))),),
+                          cross_validate_below=200),
     # Five inert inputs: random Fourier features in 10-D cannot follow the field, and a
     # light per-input group penalty lets the tanh prior switch the inert ones off; then,
     # if it predicts held-out data better, a network and a prior without the penalty
