@@ -243,6 +243,8 @@ def test_a_small_training_set_chooses_by_cross_validation(monkeypatch):
     assert methods._splits(single, 52, 0)[0][1].tolist() == methods._splits(
         settings, 52, 0)[0][1].tolist()
     assert methods.fit("gradinn", problem, x, y, settings=single, seed=0).chosen == 1
+    halves = methods._splits(settings.replace(validation_fraction=0.7), 52, 0)
+    assert [len(held) for held, _ in halves] == [36, 16]  # two folds, the first one split's
     with pytest.raises(ValueError, match="3 training points are too few for 5-fold"):
         methods.fit("gradinn", problem, x[:3], y[:3], settings=settings, seed=0)
 

@@ -68,10 +68,10 @@ class Settings:
 
     With fewer than `cross_validate_below` training points the held-out
     set would be a handful of points, so the choice cross-validates instead:
-    the data split into `round(1 / validation_fraction)` folds, each variant
-    is fitted once per fold on the others, and every point is held out once.
-    It costs that many times the held-out fits; the first fold is the split
-    used without cross-validation.
+    the data split into `round(1 / validation_fraction)` folds (at least
+    2), each variant is fitted once per fold on the others, and every point
+    is held out once. It costs that many times the held-out fits; the first
+    fold is the split used without cross-validation.
 
     `screening` > 0 lets the data drop inert inputs, a hard form of the
     belief that `f` does not depend on them. In the held-out fit of the first
@@ -313,7 +313,7 @@ def _splits(settings: Settings, n: int, seed: int) -> list[tuple[np.ndarray, np.
     order = np.random.default_rng([seed, n, 1]).permutation(n)
     n_held = max(1, round(settings.validation_fraction * n))
     if n < settings.cross_validate_below:
-        k = round(1 / settings.validation_fraction)
+        k = max(2, round(1 / settings.validation_fraction))
         if n < k:
             raise ValueError(f"{n} training points are too few for {k}-fold cross-validation")
         folds = [order[:n_held]] + np.array_split(order[n_held:], k - 1)
