@@ -331,6 +331,20 @@ def test_every_tuning_candidate_builds_its_model():
                     else settings.weight_for(8) if method == "gradinn" else 0.0)
 
 
+@pytest.mark.parametrize("problem, candidate", [
+    ("friedman1", "fourier 128x1 w=0.03"),
+    ("friedman1_10d", "smooth sparse 3e-05 w=0.03"),
+])
+def test_a_tuning_candidate_of_one_prior_does_not_inherit_the_defaults_choice(problem,
+                                                                              candidate):
+    from keras_gradinn.bench import tune
+
+    method, changes = tune.CANDIDATES[problem][candidate]
+    settings = methods.settings_for(problem).replace(**changes)
+    assert len(settings.variants()) == 1
+    assert (settings.screening, settings.cross_validate_below) == (0.0, 0)
+
+
 def test_tuning_score_is_the_geometric_mean():
     from keras_gradinn.bench.tune import geometric_mean
 

@@ -26,9 +26,17 @@ VALIDATION_SEED = 999
 N_VALIDATION = 2000
 
 
+# The problem's own choice rule, which a candidate of one prior must not inherit: the
+# defaults of `friedman1` and `friedman1_10d` choose among priors by held-out data.
+_ONE_PRIOR = {"alternatives": (), "cross_validate_below": 0, "screening": 0.0,
+              "screen_prior": False, "screened_changes": ()}
+
+
 def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = None,
              **options) -> tuple[str, dict]:
-    return ("gradinn", {"gradient_weight": weight, "prior": prior, "reference_n": reference_n,
+    """GradINN with one prior, whatever the problem's defaults choose among."""
+    return ("gradinn", {**_ONE_PRIOR, "gradient_weight": weight, "prior": prior,
+                        "reference_n": reference_n,
                         "prior_options": tuple(sorted(options.items()))})
 
 
