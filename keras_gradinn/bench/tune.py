@@ -62,6 +62,12 @@ def _cross_validated(candidate: tuple[str, dict], below: int) -> tuple[str, dict
     return method, {**changes, "cross_validate_below": below}
 
 
+def _changed(candidate: tuple[str, dict], **fields) -> tuple[str, dict]:
+    """`candidate` with further `Settings` fields changed (the network, the budget)."""
+    method, changes = candidate
+    return method, {**changes, **fields}
+
+
 def _select(first: tuple[str, dict], *others: tuple[str, dict],
             selection: str = "lowest") -> tuple[str, dict]:
     """GradINN choosing between candidates by a held-out split of its training data."""
@@ -70,6 +76,7 @@ def _select(first: tuple[str, dict], *others: tuple[str, dict],
 
 
 _FRIEDMAN = {
+    "gp": ("gp", {}),  # the reference GradINN is measured against, not a candidate
     "snn": ("snn", {}),
     "smooth w=0.003": _gradinn(0.003),
     "smooth w=0.03": _gradinn(0.03),
@@ -120,6 +127,14 @@ _FRIEDMAN.update({
 # (`methods.Settings.cross_validate_below`) rather than one split of 10-20 points.
 _FRIEDMAN["fourier 128x1 w=0.03 or smooth 1x8 w=1, cross-validated"] = _cross_validated(
     _FRIEDMAN["fourier 128x1 w=0.03 or smooth 1x8 w=1"], 200)
+# "NxW", "S steps", "lr L": the network (N layers of W units), the step budget or the
+# peak learning rate of both the plain network and GradINN's, for the small training
+# sets where the GP leads most. Each pair changes S-NN and GradINN alike.
+_NETWORKS = {"2x32": {"depth": 2, "width": 32}, "3x128": {"width": 128},
+             "5000 steps": {"steps": 5000}, "lr 1e-3": {"learning_rate": 1e-3}}
+for _base in ("snn", "fourier 128x1 w=0.03"):
+    _FRIEDMAN.update({f"{_base}, {name}": _changed(_FRIEDMAN[_base], **fields)
+                      for name, fields in _NETWORKS.items()})
 _PHYSICAL = {
     "snn": ("snn", {}),
     "smooth w=0.001": _gradinn(0.001),
@@ -161,6 +176,8 @@ CANDIDATES = {
         "smooth sparse 3e-05 w=0.03 screened 0.3 with prior, then plain": _PLAIN_SCREEN,
         "smooth sparse 3e-05 w=0.03 screened 0.3 with prior, then plain, cross-validated":
             _cross_validated(_PLAIN_SCREEN, 200),
+        **{f"smooth sparse 3e-05 w=0.03, {name}": _changed(_SPARSE, **fields)
+           for name, fields in _NETWORKS.items()},
     },
     "stokes_sphere": _PHYSICAL,
     "burgers": _PHYSICAL,
