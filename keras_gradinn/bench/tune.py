@@ -40,10 +40,15 @@ def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = Non
                         "prior_options": tuple(sorted(options.items()))})
 
 
+def _changed(candidate: tuple[str, dict], **fields) -> tuple[str, dict]:
+    """`candidate` with further `Settings` fields changed (the network, the budget)."""
+    method, changes = candidate
+    return method, {**changes, **fields}
+
+
 def _reweighted(candidate: tuple[str, dict], weight: float) -> tuple[str, dict]:
     """`candidate` with gradient weight `weight` (at its reference size, if it has one)."""
-    method, changes = candidate
-    return method, {**changes, "gradient_weight": weight}
+    return _changed(candidate, gradient_weight=weight)
 
 
 def _screened(candidate: tuple[str, dict], threshold: float, **options) -> tuple[str, dict]:
@@ -52,20 +57,12 @@ def _screened(candidate: tuple[str, dict], threshold: float, **options) -> tuple
     `options` are further `Settings` fields of the screening (`screen_prior`,
     `screened_changes`).
     """
-    method, changes = candidate
-    return method, {**changes, "screening": threshold, **options}
+    return _changed(candidate, screening=threshold, **options)
 
 
 def _cross_validated(candidate: tuple[str, dict], below: int) -> tuple[str, dict]:
     """`candidate`, its held-out choice cross-validated on fewer than `below` points."""
-    method, changes = candidate
-    return method, {**changes, "cross_validate_below": below}
-
-
-def _changed(candidate: tuple[str, dict], **fields) -> tuple[str, dict]:
-    """`candidate` with further `Settings` fields changed (the network, the budget)."""
-    method, changes = candidate
-    return method, {**changes, **fields}
+    return _changed(candidate, cross_validate_below=below)
 
 
 def _select(first: tuple[str, dict], *others: tuple[str, dict],
