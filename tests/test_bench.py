@@ -322,10 +322,10 @@ def test_every_tuning_candidate_builds_its_model():
     for name, candidates in tune.CANDIDATES.items():
         problem = problems.get(name)
         x, y = runner.training_set(problem, 8, 0.0, seed=0)
-        for method, changes in candidates.values():
+        for candidate in candidates:
+            method, chosen = tune.candidate_settings(name, candidate, quick=True)
             if method == "gp":  # the reference, without a network
                 continue
-            chosen = methods.settings_for(name, quick=True).replace(**changes)
             for settings in chosen.variants():
                 model = methods._network_model(method, problem, y, settings, seed=0)
                 assert model.gradient_weight == (
@@ -341,8 +341,7 @@ def test_a_tuning_candidate_of_one_prior_does_not_inherit_the_defaults_choice(pr
                                                                               candidate):
     from keras_gradinn.bench import tune
 
-    method, changes = tune.CANDIDATES[problem][candidate]
-    settings = methods.settings_for(problem).replace(**changes)
+    _, settings = tune.candidate_settings(problem, candidate)
     assert len(settings.variants()) == 1
     assert (settings.screening, settings.cross_validate_below) == (0.0, 0)
 

@@ -16,27 +16,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["CANDIDATES", "geometric_mean", "main", "score"]
+if TYPE_CHECKING:
+    from keras_gradinn.bench.methods import Settings
+
+__all__ = ["CANDIDATES", "candidate_settings", "geometric_mean", "main", "score"]
 
 SPARE_SEEDS = (1000,)
 VALIDATION_SEED = 999
 N_VALIDATION = 2000
 
 
-# The problem's own choice rule, which a candidate of one prior must not inherit: the
-# defaults of `friedman1` and `friedman1_10d` choose among priors by held-out data.
-_ONE_PRIOR = {"alternatives": (), "cross_validate_below": 0, "screening": 0.0,
+# The problem's own choice rule, which candidates do not inherit (the defaults of
+# `friedman1` and `friedman1_10d` choose among priors by held-out data): a candidate
+# has a choice rule only where it names one (`_select`, `_screened`, `_cross_validated`).
+_NO_CHOICE = {"alternatives": (), "cross_validate_below": 0, "screening": 0.0,
               "screen_prior": False, "screened_changes": ()}
 
 
 def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = None,
              **options) -> tuple[str, dict]:
-    """GradINN with one prior, whatever the problem's defaults choose among."""
-    return ("gradinn", {**_ONE_PRIOR, "gradient_weight": weight, "prior": prior,
-                        "reference_n": reference_n,
+    return ("gradinn", {"gradient_weight": weight, "prior": prior, "reference_n": reference_n,
                         "prior_options": tuple(sorted(options.items()))})
 
 
@@ -217,6 +220,20 @@ def geometric_mean(values) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
 
+def candidate_settings(problem_name: str, candidate: str, *,
+                       quick: bool = False) -> tuple[str, Settings]:
+    """The method and the settings that `candidate` of `problem_name` trains with.
+
+    They are the problem's settings (`methods.settings_for`, `quick` as there)
+    without their choice rule, then the candidate's changes.
+    """
+    from keras_gradinn.bench import methods
+
+    method, changes = CANDIDATES[problem_name][candidate]
+    return method, methods.settings_for(problem_name, quick=quick).replace(
+        **{**_NO_CHOICE, **changes})
+
+
 def score(problem_name: str, candidate: str, n: int, noise: float, seed: int) -> dict:
     """Validation RMSE of one candidate on one spare training set."""
     from keras_gradinn import problems
@@ -224,8 +241,7 @@ def score(problem_name: str, candidate: str, n: int, noise: float, seed: int) ->
     from keras_gradinn.bench.runner import training_set
 
     problem = problems.get(problem_name)
-    method, changes = CANDIDATES[problem_name][candidate]
-    settings = methods.settings_for(problem_name).replace(**changes)
+    method, settings = candidate_settings(problem_name, candidate)
     x, y = training_set(problem, n, noise, seed)
     x_val = problem.sample(N_VALIDATION, np.random.default_rng(VALIDATION_SEED))
     y_val = problem.solution(x_val)
