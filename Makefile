@@ -3,6 +3,8 @@
 
 PYTHON ?= python3
 VENV ?= .venv
+# Options for the demo, e.g. `make demo DEMO_ARGS="--steps 500"`.
+DEMO_ARGS ?=
 BIN := $(VENV)/bin
 
 .PHONY: demo test test-all clean
@@ -20,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/keras-gradinn demo
+	$(BIN)/keras-gradinn demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

@@ -150,8 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=_RAW,
         description="Train every method on every (n, noise, seed) of the protocol for the given "
         "problems,\nappending one JSON record per run to OUT/runs.jsonl (runs already there are "
-        "skipped),\nthen write OUT/tables.md and PNG plots. Needs scikit-learn for the GP: "
-        "pip install 'keras-gradinn[bench]'.",
+        "skipped),\nthen write OUT/tables.md and PNG plots.",
         epilog="example:\n  keras-gradinn bench friedman1 --n 50 200 --methods gradinn snn gp "
         "--out bench",
     )

@@ -471,12 +471,6 @@ def verify(
     if path.is_dir():
         results = _run_in_fresh_process(_SAVED_MODEL_RUNNER, path, x)
     else:
-        try:
-            import onnxruntime  # noqa: F401 - only to fail early with a clear message
-        except ImportError as error:
-            raise ImportError(
-                "verifying an ONNX file needs onnxruntime: pip install onnxruntime"
-            ) from error
         results = _run_in_fresh_process(_ONNX_RUNNER, path, x)
     if not any(key.split("/")[1] == "y" for key in results):
         raise ExportVerificationError(f"{str(path)!r} has no output named 'y'")

@@ -17,9 +17,7 @@ is that run's alone. The child loads this file on its own, without the
 TensorFlow's memory. The peak is the process's high-water mark (`VmHWM` on
 Linux): `ru_maxrss` is reported too, but on Linux it survives `exec` and so
 includes the parent's resident memory at the time of the spawn. The output
-is one JSON line per record (as each finishes), then a table. The
-scikit-learn part needs `pip install keras-gradinn[bench]`; without it the
-sweep records the missing package.
+is one JSON line per record (as each finishes), then a table.
 """
 
 from __future__ import annotations
@@ -291,19 +289,11 @@ def gp_fit_record(
         `baseline_rss_mib` (after imports and data), `peak_rss_mib`,
         `test_rmse` on `n_test` fresh points, the fitted kernel, the number
         of optimiser convergence warnings and the BLAS in use.
-
-    Raises:
-        ImportError: if scikit-learn is not installed.
     """
-    try:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-    except ImportError as error:
-        raise ImportError(
-            "the Gaussian process comparison needs scikit-learn: "
-            "pip install 'keras-gradinn[bench]'"
-        ) from error
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
     try:
         from threadpoolctl import threadpool_info
 
@@ -474,11 +464,6 @@ def _gp_sweep(args: argparse.Namespace, emit) -> list[dict[str, Any]]:
     completed: list[dict[str, Any]] = []
     n = args.gp_start
     stop: str | None = None
-    if importlib.util.find_spec("sklearn") is None:
-        stop = "scikit-learn is not installed (pip install 'keras-gradinn[bench]')"
-        records.append({"record": "gp_fit", "n": n, "d": args.d, "status": "not run",
-                        "reason": stop})
-        emit(records[-1])
     while stop is None and n <= args.gp_max:
         if done is not None:
             growth = (n / done["n"]) ** 2

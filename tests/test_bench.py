@@ -5,11 +5,9 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
-
-from keras_gradinn import problems  # noqa: E402
-from keras_gradinn.bench import gp, methods, report, runner  # noqa: E402
-from keras_gradinn.cli import main  # noqa: E402
+from keras_gradinn import problems
+from keras_gradinn.bench import gp, methods, report, runner
+from keras_gradinn.cli import main
 from keras_gradinn.training import train_full_batch  # noqa: E402
 
 

@@ -1,6 +1,5 @@
 """Streaming data from disk: keras_gradinn.datasets, GradINN.fit on streams, the scale benchmark."""
 
-import importlib.util
 import json
 import math
 import os
@@ -375,14 +374,11 @@ def test_scale_quick_runs_every_record_in_child_processes():
     assert stream["adapt_max_rel_error"] < 1e-6
     assert 0 < stream["peak_rss_mib"] < 2048 and math.isfinite(stream["final_loss"])
     gp = [r for r in records if r["record"] == "gp_fit"]
-    if importlib.util.find_spec("sklearn") is None:
-        assert gp[0]["status"] == "not run" and "scikit-learn" in gp[0]["reason"]
-    else:
-        assert [r["n"] for r in gp] == [50, 100]
-        assert all(r["status"] == "ok" and r["fit_seconds"] > 0 for r in gp)
-        # The child's own peak, without the TensorFlow of the parent process.
-        assert all(r["peak_rss_mib"] < 600 for r in gp)
-        extrapolated = [r for r in records if r["record"] == "gp_extrapolated"]
-        assert extrapolated[-1]["n"] == 4096
+    assert [r["n"] for r in gp] == [50, 100]
+    assert all(r["status"] == "ok" and r["fit_seconds"] > 0 for r in gp)
+    # The child's own peak, without the TensorFlow of the parent process.
+    assert all(r["peak_rss_mib"] < 600 for r in gp)
+    extrapolated = [r for r in records if r["record"] == "gp_extrapolated"]
+    assert extrapolated[-1]["n"] == 4096
     assert records[-1]["record"] == "gp_stop"
     assert "GradINN on a stream from disk" in result.stdout

@@ -1,1 +1,1 @@
-"""Benchmark suite: methods, runner and report (needs `pip install keras-gradinn[bench]`)."""
+"""Benchmark suite: methods, runner and report."""

@@ -57,14 +57,10 @@ class GaussianProcess:
 
 def fit_gp(x: np.ndarray, y: np.ndarray, bounds: np.ndarray, *, seed: int = 0) -> GaussianProcess:
     """Fits the protocol's GP to (x, y), one regressor per output column of y."""
-    try:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-    except ImportError as error:
-        raise ImportError(
-            "the gp baseline needs scikit-learn: pip install 'keras-gradinn[bench]'"
-        ) from error
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
     centre, half_width = centre_and_half_width(np.asarray(bounds, dtype=np.float64))
     z = (np.asarray(x, dtype=np.float64) - centre) / half_width
     y = np.asarray(y, dtype=np.float64).reshape(len(z), -1)
