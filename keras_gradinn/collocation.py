@@ -129,9 +129,12 @@ class Collocation:
             shift = tf.random.stateless_uniform((1, d), seed)
             return 2.0 * tf.math.floormod(tf.constant(self.unit_base) + shift, 1.0) - 1.0
         if self.mode == "subset":
-            keys = tf.random.stateless_uniform((len(self.pool),), seed)
-            chosen = tf.math.top_k(keys, k=min(n, len(self.pool))).indices
-            return tf.gather(tf.constant(self.pool), chosen)
+            return tf.gather(tf.constant(self.pool), self.subset(seed))
         points = tf.numpy_function(self._host_points, [seed], tf.float32, stateful=False)
         points.set_shape((n, d))
         return points
+
+    def subset(self, seed: tf.Tensor) -> tf.Tensor:
+        """The indices into `pool` of the `"subset"` mode's draw with `seed`."""
+        keys = tf.random.stateless_uniform((len(self.pool),), seed)
+        return tf.math.top_k(keys, k=min(self.n, len(self.pool))).indices

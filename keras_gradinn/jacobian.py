@@ -85,23 +85,30 @@ ACTIVATIONS: dict[str, Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]] = {
 }
 
 
-def dense_layers(network: keras.Model) -> list[keras.layers.Dense]:
-    """The Dense layers of `network`, if it is a plain chain of them.
+def dense_layers(network: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of `network` whose Jacobian the chain rule writes out.
 
     Args:
-        network: a functional or sequential Keras model, such as `mlp` builds.
+        network: a functional or sequential Keras model that is a plain chain
+            of `keras.layers.Dense` layers (as `mlp` builds), or one made of a
+            single `StackedMLP` (as `mlp(..., members=k)` builds), or a
+            `StackedMLP` itself.
 
     Returns:
-        The `keras.layers.Dense` layers in order.
+        The `keras.layers.Dense` layers in order, or `[the StackedMLP]`.
 
     Raises:
         ValueError: naming the first layer or activation that is not a
             Dense layer with one of `ACTIVATIONS`, or a graph that is not a
             simple chain.
     """
+    if _is_stacked(network):
+        return [network]
     layers = [layer for layer in network.layers if not isinstance(layer, keras.layers.InputLayer)]
     if not layers:
         raise ValueError(f"network {network.name!r} has no layers")
+    if len(layers) == 1 and _is_stacked(layers[0]):
+        return layers
     previous = None
     for layer in layers:
         if type(layer) is not keras.layers.Dense:
@@ -124,8 +131,26 @@ def dense_layers(network: keras.Model) -> list[keras.layers.Dense]:
     return layers
 
 
+def _is_stacked(layer) -> bool:
+    # Duck-typed, since keras_gradinn.stacked imports this module.
+    return callable(getattr(layer, "links", None)) and hasattr(layer, "members")
+
+
+def _links(layers: Sequence[keras.layers.Layer]) -> list[tuple[tf.Tensor, tf.Tensor | None, str]]:
+    """`(kernel, bias or None, activation)` for each layer of a chain, read now."""
+    if len(layers) == 1 and _is_stacked(layers[0]):
+        return layers[0].links()
+    return [(layer.kernel, layer.bias if layer.use_bias else None,
+             keras.activations.serialize(layer.activation)) for layer in layers]
+
+
+def _rows(x: tf.Tensor, lead: tuple, columns: int) -> tf.Tensor:
+    """`x` reshaped to (*lead, rows, columns), for one (batched) matrix product."""
+    return tf.reshape(x, [*lead, -1, columns])
+
+
 def dense_forward(
-    layers: Sequence[keras.layers.Dense], z: tf.Tensor
+    layers: Sequence[keras.layers.Layer], z: tf.Tensor
 ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Evaluates a chain of Dense layers, keeping each layer's activation slope.
 
@@ -135,20 +160,23 @@ def dense_forward(
 
     Returns:
         `(y, slopes)`: the output (n, m) and, per layer, the derivative of its
-        activation at its pre-activation, shape (n, units).
+        activation at its pre-activation, shape (n, units). For a
+        `StackedMLP` both have a leading members axis: (members, n, m) and
+        (members, n, units).
     """
     h, slopes = tf.convert_to_tensor(z), []
-    for layer in layers:
-        pre = tf.matmul(h, tf.cast(layer.kernel, h.dtype))
-        if layer.use_bias:
-            pre = pre + tf.cast(layer.bias, h.dtype)
-        h, slope = ACTIVATIONS[keras.activations.serialize(layer.activation)](pre)
+    for kernel, bias, activation in _links(layers):
+        # A shared (n, d) input broadcasts against stacked (members, d, units) kernels.
+        pre = tf.matmul(h, tf.cast(kernel, h.dtype))
+        if bias is not None:
+            pre = pre + tf.cast(bias, h.dtype)
+        h, slope = ACTIVATIONS[activation](pre)
         slopes.append(slope)
     return h, slopes
 
 
 def dense_jacobian(
-    layers: Sequence[keras.layers.Dense], slopes: Sequence[tf.Tensor], mode: str = "auto"
+    layers: Sequence[keras.layers.Layer], slopes: Sequence[tf.Tensor], mode: str = "auto"
 ) -> tf.Tensor:
     """The input Jacobian (n, m, d) of a Dense chain from `dense_forward`'s slopes.
 
@@ -167,31 +195,33 @@ def dense_jacobian(
         mode: `"forward"`, `"reverse"`, or `"auto"` (forward if d < m).
 
     Returns:
-        The Jacobian `dy[b, i] / dz[b, j]`, shape (n, m, d).
+        The Jacobian `dy[b, i] / dz[b, j]`, shape (n, m, d); for a
+        `StackedMLP`, (members, n, m, d).
     """
-    d, m = layers[0].kernel.shape[0], layers[-1].kernel.shape[-1]
+    dtype = slopes[0].dtype
+    links = _links(layers)
+    kernels = [tf.cast(kernel, dtype) for kernel, _, _ in links]
+    lead = tuple(kernels[0].shape[:-2])  # () for Dense layers, (members,) for a stack
+    d, m = kernels[0].shape[-2], kernels[-1].shape[-1]
     if mode == "auto":
         mode = "forward" if d < m else "reverse"
-    dtype = slopes[0].dtype
-    kernels = [tf.cast(layer.kernel, dtype) for layer in layers]
     if mode == "forward":
-        # (n, d, units), each product as one 2-D matrix product.
-        tangent = slopes[0][:, None, :] * kernels[0][None, :, :]
+        # (*lead, n, d, units), each product as one (batched) matrix product.
+        # expand_dims rather than `[..., None]`: tf2onnx mistranslates the latter.
+        tangent = tf.expand_dims(slopes[0], -2) * tf.expand_dims(kernels[0], -3)
         for kernel, slope in zip(kernels[1:], slopes[1:]):
-            units = kernel.shape[-1]
-            flat = tf.matmul(tf.reshape(tangent, [-1, tangent.shape[-1]]), kernel)
-            tangent = slope[:, None, :] * tf.reshape(flat, [-1, d, units])
-        return tf.transpose(tangent, [0, 2, 1])
+            flat = tf.matmul(_rows(tangent, lead, tangent.shape[-1]), kernel)
+            tangent = tf.expand_dims(slope, -2) * tf.reshape(flat, [*lead, -1, d, kernel.shape[-1]])
+        return tf.linalg.matrix_transpose(tangent)
     if mode != "reverse":
         raise ValueError(f"mode must be 'forward', 'reverse' or 'auto'; got {mode!r}")
-    # (n, m, units): row i of the last layer's cotangent is e_i * slope.
-    cotangent = slopes[-1][:, :, None] * tf.eye(m, dtype=dtype)[None, :, :]
+    # (*lead, n, m, units): row i of the last layer's cotangent is e_i * slope.
+    cotangent = tf.expand_dims(slopes[-1], -1) * tf.eye(m, dtype=dtype)
     for kernel, slope in zip(kernels[:0:-1], slopes[-2::-1]):
-        flat = tf.matmul(tf.reshape(cotangent, [-1, kernel.shape[-1]]), kernel, transpose_b=True)
-        cotangent = tf.reshape(flat, [-1, m, kernel.shape[0]]) * slope[:, None, :]
-    flat = tf.reshape(cotangent, [-1, kernels[0].shape[-1]])
-    flat = tf.matmul(flat, kernels[0], transpose_b=True)
-    return tf.reshape(flat, [-1, m, d])
+        flat = tf.matmul(_rows(cotangent, lead, kernel.shape[-1]), kernel, transpose_b=True)
+        cotangent = tf.reshape(flat, [*lead, -1, m, kernel.shape[-2]]) * tf.expand_dims(slope, -2)
+    flat = tf.matmul(_rows(cotangent, lead, kernels[0].shape[-1]), kernels[0], transpose_b=True)
+    return tf.reshape(flat, [*lead, -1, m, d])
 
 
 def dense_value_and_jacobian(
@@ -210,7 +240,8 @@ def dense_value_and_jacobian(
 
     Returns:
         `(y, jacobian)` with shapes (n, m) and (n, m, d), as
-        `value_and_jacobian` returns them.
+        `value_and_jacobian` returns them; for a stacked network, with a
+        leading members axis.
     """
     layers = dense_layers(network)
     y, slopes = dense_forward(layers, z)

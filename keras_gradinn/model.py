@@ -135,6 +135,17 @@ class GradINN(keras.Model):
     The normalisation constants are non-trainable weights, so they are
     saved and exported with the model.
 
+    A stacked `network` (one mapping (n, d) to (n, k, m), such as
+    `keras_gradinn.mlp(..., members=k)` builds) holds k members trained
+    together in one step: each member's data term and gradient term are its
+    own, and the step's loss is their sum, so every member gets the gradient
+    it would get alone. The prior is then shared (fields of shape (n, m*d))
+    or has one field per member ((n, k, m*d)); a `sample_weight` of shape
+    (n, k) weights the rows for each member separately (e.g. 0 for rows held
+    out of its cross-validation fold). `call` and `predict` give the
+    members' mean, `predict_members` each member; the reported losses are
+    means over the members.
+
     `fit`/`evaluate` report `loss`, `data_loss` (the compiled loss, "mse"
     by default, on standardised targets, honouring `sample_weight`, plus any
     layer regularisation penalties), `gradient_loss` (the mean squared
@@ -143,11 +154,13 @@ class GradINN(keras.Model):
     `EarlyStopping`, pass `mode="min"`; Keras infers it only for `loss`.
 
     Args:
-        network: a Keras model mapping (n, d) to (n, m), applied to normalised
-            inputs; see `keras_gradinn.mlp`.
-        prior: a Keras model mapping (n, d) to (n, m*d) or (n, m, d), or one
-            of `"smooth"`, `"oscillatory"`, `"constant"` (built with the
-            defaults of `keras_gradinn.priors`).
+        network: a Keras model mapping (n, d) to (n, m), or a stacked one
+            mapping (n, d) to (n, k, m), applied to normalised inputs; see
+            `keras_gradinn.mlp`.
+        prior: a Keras model mapping (n, d) to (n, m*d) or (n, m, d) (with a
+            stacked network also (n, k, m*d) or (n, k, m, d): one field per
+            member), or one of `"smooth"`, `"oscillatory"`, `"constant"`
+            (built with the defaults of `keras_gradinn.priors`).
         bounds: the domain box, one `(low, high)` per input or an array of
             shape (d, 2). Training inputs must lie inside it.
         n_collocation: collocation points per training step (>= 1).
@@ -224,10 +237,10 @@ class GradINN(keras.Model):
         ):
             raise ValueError(f"seed must be an integer in [0, 2**31); got {seed!r}")
         self.network = network
-        m = self._check_network(network, d)
+        m, self.members, self._stacked = self._check_network(network, d)
         if isinstance(prior, str):
             prior = priors_lib.build(prior, d, m)
-        self._check_prior(prior, d, m)
+        self._prior_members = self._check_prior(prior, d, m, self.members if self._stacked else 0)
         prior.trainable = bool(prior_trainable)
         self.prior = prior
         self.input_dim, self.output_dim = d, m
@@ -295,7 +308,8 @@ class GradINN(keras.Model):
     # ------------------------------------------------------------------ checks
 
     @staticmethod
-    def _check_network(network: Any, d: int) -> int:
+    def _check_network(network: Any, d: int) -> tuple[int, int, bool]:
+        """(outputs m, members k, whether stacked) of a network; k is 1 unless stacked."""
         if not isinstance(network, keras.layers.Layer):
             raise TypeError(f"network must be a keras.Model; got {type(network).__name__}")
         try:
@@ -305,12 +319,15 @@ class GradINN(keras.Model):
                 f"network must accept inputs of shape (n, {d}) to match the bounds; "
                 f"calling it failed: {error}"
             ) from error
-        if len(out.shape) != 2:
-            raise ValueError(f"network must return shape (n, m); got {tuple(out.shape)}")
-        return int(out.shape[-1])
+        if len(out.shape) not in (2, 3):
+            raise ValueError(f"network must return shape (n, m), or (n, members, m) for a "
+                             f"stacked network; got {tuple(out.shape)}")
+        stacked = len(out.shape) == 3
+        return int(out.shape[-1]), int(out.shape[1]) if stacked else 1, stacked
 
     @staticmethod
-    def _check_prior(prior: Any, d: int, m: int) -> None:
+    def _check_prior(prior: Any, d: int, m: int, members: int) -> int:
+        """How many fields the prior gives: 0 (one, shared) or `members` (one each)."""
         if not isinstance(prior, keras.layers.Layer):
             raise TypeError(
                 f"prior must be a keras.Model or one of {priors_lib.KINDS}; "
@@ -323,12 +340,16 @@ class GradINN(keras.Model):
                 f"prior must accept inputs of shape (n, {d}); calling it failed: {error}"
             ) from error
         shape = tuple(out.shape[1:])
-        if shape not in ((m * d,), (m, d)):
-            raise ValueError(
-                f"prior must output m*d = {m * d} values per point (shape (n, {m * d}) "
-                f"or (n, {m}, {d})) for {m} output(s) and {d} input(s); got "
-                f"shape (n, {', '.join(map(str, shape))})"
-            )
+        if shape in ((m * d,), (m, d)):
+            return 0
+        if members and shape in ((members, m * d), (members, m, d)):
+            return members
+        per_member = f", or (n, {members}, {m * d}) with one field per member" if members else ""
+        raise ValueError(
+            f"prior must output m*d = {m * d} values per point (shape (n, {m * d}) "
+            f"or (n, {m}, {d}){per_member}) for {m} output(s) and {d} input(s); got "
+            f"shape (n, {', '.join(map(str, shape))})"
+        )
 
     @staticmethod
     def _explicit_chain(network: Any, jacobian: str) -> list | None:
@@ -437,8 +458,18 @@ class GradINN(keras.Model):
                 "predicate) cannot run under jit_compile=True; compile without XLA"
             )
         self._collocation = collocation
+        self._table = None
         self.supports_jit = collocation.mode != "host"
         self.train_function = self.test_function = None
+
+    def _collocation_seed(self, step: Any = None) -> tf.Tensor:
+        """The seed tensor of training step `step`'s draw: `(seed, step * replicas + replica)`."""
+        step = self.collocation_step if step is None else step
+        context = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        draw = tf.cast(step, "int64") * replicas + tf.cast(replica, "int64")
+        return tf.stack([tf.constant(self.seed, "int64"), draw])
 
     def collocation_points(self, step: Any = None) -> tf.Tensor:
         """The normalised collocation points of training step `step`.
@@ -454,13 +485,30 @@ class GradINN(keras.Model):
                 "contains predicate); call model.set_sampler(...) before training it "
                 "with gradient_weight > 0"
             )
-        step = self.collocation_step if step is None else step
-        context = tf.distribute.get_replica_context()
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        draw = tf.cast(step, "int64") * replicas + tf.cast(replica, "int64")
-        seed = tf.stack([tf.constant(self.seed, "int64"), draw])
-        return tf.cast(self._collocation.draw(seed), self.compute_dtype)
+        return tf.cast(self._collocation.draw(self._collocation_seed(step)), self.compute_dtype)
+
+    def _tabulate_prior(self) -> None:
+        """Evaluates a frozen prior once on a fixed pool of collocation points.
+
+        A prior without trainable weights gives the same field at a point at
+        every step, and with a fixed pool (`sampler` an array) every step's
+        points come from the pool: the step then gathers the field from this
+        table instead of evaluating the prior, which for a `KernelField` on
+        many data points costs more than the network. The table is rebuilt
+        at each `fit`, so weights set in between are used.
+        """
+        if (self._collocation.mode != "subset" or self.prior.trainable_weights
+                or self.gradient_weight == 0):
+            self._table = None
+            return
+        pool = self._collocation.pool
+        field = np.concatenate([keras.ops.convert_to_numpy(self.prior(pool[i:i + 4096]))
+                                for i in range(0, len(pool), 4096)])
+        if self._table is None or tuple(self._table.shape) != field.shape:
+            self._table = _unsaved_variable(field.astype("float32"))
+            self.train_function = self.test_function = None
+        else:
+            self._table.assign(field.astype("float32"))
 
     # ---------------------------------------------------------------- forward
 
@@ -482,10 +530,16 @@ class GradINN(keras.Model):
         return x
 
     def call(self, inputs, training=None):
-        """Predicts in user units: `mean + std * f((x - centre) / half_width)`."""
+        """Predicts in user units: `mean + std * f((x - centre) / half_width)`.
+
+        For a stacked network, `f` is the mean of the members' outputs.
+        """
         inputs = self._as_rows(inputs)
         offset, scale, mean, std = self._scales(inputs.dtype)
-        return mean + std * self.network((inputs - offset) / scale, training=training)
+        outputs = self.network((inputs - offset) / scale, training=training)
+        if self._stacked:
+            outputs = tf.reduce_mean(outputs, axis=1)
+        return mean + std * outputs
 
     def value_and_jacobian(self, x, *, method: str = "reverse") -> tuple[tf.Tensor, tf.Tensor]:
         """Prediction (n, m) and Jacobian dy/dx (n, m, d) in user units.
@@ -503,27 +557,49 @@ class GradINN(keras.Model):
             raise ValueError(f"method must be 'reverse' or 'forward'; got {method!r}")
         offset, scale, mean, std = self._scales(x.dtype)
         t, jacobian = dense_value_and_jacobian(self.network, (x - offset) / scale)
+        if self._stacked:  # member-major (k, n, m) and (k, n, m, d)
+            t, jacobian = tf.reduce_mean(t, axis=0), tf.reduce_mean(jacobian, axis=0)
         return mean + std * t, jacobian * (std[:, None] / scale[None, :])
 
     def gradient_loss(self, z: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """Mean over points of ||J f(z) - h(z)||_F^2 at normalised points `z`."""
+        """Mean over points of ||J f(z) - h(z)||_F^2 at normalised points `z`.
+
+        For a stacked network, the mean over the members too.
+        """
         z = tf.convert_to_tensor(z)
-        return self._mismatch(z, self._jacobian(z, training), training)
+        return tf.reduce_mean(self._member_mismatch(z, training))
 
-    def _jacobian(self, points, training) -> tf.Tensor:
-        """The network's Jacobian (k, m, d) at normalised `points`, as `jacobian` says."""
-        if self._dense is None:
-            network = lambda v: self.network(v, training=training)  # noqa: E731
-            return value_and_jacobian(network, points)[1]
-        _, slopes = dense_forward(self._dense, points)
-        return dense_jacobian(self._dense, slopes, self.jacobian)
+    def _member_mismatch(self, points, training, field=None) -> tf.Tensor:
+        """Each member's mean squared Jacobian mismatch at normalised `points`, shape (k,).
 
-    def _mismatch(self, points, jacobian, training) -> tf.Tensor:
-        field = tf.reshape(self.prior(points, training=training), tf.shape(jacobian))
+        `field` is the prior's field at the points, if known already.
+        """
+        jacobian = self._jacobian(points, training)  # (k, n, m, d)
+        if field is None:
+            field = self.prior(points, training=training)
+        if self._prior_members:
+            shape = [-1, self._prior_members, self.output_dim, self.input_dim]
+            field = tf.transpose(tf.reshape(field, shape), [1, 0, 2, 3])
+        else:
+            field = tf.reshape(field, [1, -1, self.output_dim, self.input_dim])
         # Float32 at least, so mixed-precision fields do not lose the mismatch.
         dtype = tf.float64 if jacobian.dtype == tf.float64 else tf.float32
         mismatch = tf.cast(jacobian, dtype) - tf.cast(field, dtype)
-        return tf.reduce_mean(tf.reduce_sum(tf.square(mismatch), axis=[1, 2]))
+        return tf.reduce_mean(tf.reduce_sum(tf.square(mismatch), axis=[2, 3]), axis=1)
+
+    def _jacobian(self, points, training) -> tf.Tensor:
+        """The members' Jacobians (k, n, m, d) at normalised `points` (k = 1 unless stacked)."""
+        if self._dense is None:
+            def network(v):
+                outputs = self.network(v, training=training)
+                return tf.reshape(outputs, [-1, self.members * self.output_dim])
+
+            jacobian = value_and_jacobian(network, points)[1]
+            jacobian = tf.reshape(jacobian, [-1, self.members, self.output_dim, self.input_dim])
+            return tf.transpose(jacobian, [1, 0, 2, 3])
+        _, slopes = dense_forward(self._dense, points)
+        jacobian = dense_jacobian(self._dense, slopes, self.jacobian)
+        return jacobian if self._stacked else jacobian[None]
 
     # ---------------------------------------------------------------- training
 
@@ -625,17 +701,31 @@ class GradINN(keras.Model):
         return own + rest
 
     def _loss_terms(self, z, t, sample_weight, training):
+        """Predictions and the (data, gradient, total) losses, means over members.
+
+        Training minimises `members` times the total, the sum of the
+        members' own losses (see `train_step`).
+        """
         t_pred = self.network(z, training=training)
-        data_loss = self.compute_loss(
-            x=z, y=t, y_pred=t_pred, sample_weight=sample_weight, training=training
-        )
+        if self._stacked:
+            data_loss = self._stacked_data_loss(z, t, t_pred, sample_weight, training)
+        else:
+            data_loss = self.compute_loss(
+                x=z, y=t, y_pred=t_pred, sample_weight=sample_weight, training=training
+            )
         data_loss = tf.cast(data_loss, tf.float32) if data_loss.dtype == tf.float16 else data_loss
         if self.gradient_weight > 0 and (training or self._collocation.mode is not None):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             # Scaled per replica like Keras scales the compiled loss, so the
             # all-reduced gradients are those of the global mean.
-            points = tf.cast(self.collocation_points(), z.dtype)
-            gradient_loss = self.gradient_loss(points, training=training) / replicas
+            if self._table is None:
+                points, field = tf.cast(self.collocation_points(), z.dtype), None
+            else:
+                index = self._collocation.subset(self._collocation_seed())
+                points = tf.cast(tf.gather(tf.constant(self._collocation.pool), index), z.dtype)
+                field = tf.gather(self._table, index)
+            mismatch = self._member_mismatch(points, training, field)
+            gradient_loss = tf.reduce_mean(mismatch) / replicas
             gradient_loss = tf.cast(gradient_loss, data_loss.dtype)
             loss = data_loss + self.gradient_weight * gradient_loss
         elif self.gradient_weight > 0:
@@ -647,6 +737,24 @@ class GradINN(keras.Model):
             gradient_loss = tf.zeros((), dtype=data_loss.dtype)
             loss = data_loss
         return t_pred, data_loss, gradient_loss, loss
+
+    def _stacked_data_loss(self, z, t, t_pred, sample_weight, training):
+        """The compiled loss of a stacked network, averaged over its members.
+
+        Targets are repeated for each member, so the compiled loss sees
+        (n, k, m) arrays and its mean runs over rows and members; the weights
+        are scaled by k so that its value is the *sum* of the members' own
+        losses (plus any weight penalties, once), which is divided by k.
+        """
+        members = self.members
+        targets = tf.repeat(t[:, None, :], members, axis=1)
+        weights = tf.ones(tf.shape(t_pred)[:2], t_pred.dtype) if sample_weight is None \
+            else tf.cast(sample_weight, t_pred.dtype)
+        if weights.shape.rank == 1:
+            weights = tf.repeat(weights[:, None], members, axis=1)
+        total = self.compute_loss(x=z, y=targets, y_pred=t_pred,
+                                  sample_weight=weights * members, training=training)
+        return total / members
 
     def _normalise(self, x, y):
         x = self._as_rows(x)
@@ -672,6 +780,10 @@ class GradINN(keras.Model):
         ):
             tracker.update_state(value * replicas, sample_weight=batch)
         _, _, mean, std = self._scales(t_pred.dtype)
+        if self._stacked:
+            t_pred = tf.reduce_mean(t_pred, axis=1)
+            if sample_weight is not None and sample_weight.shape.rank == 2:
+                sample_weight = None  # per-member weights do not apply to the members' mean
         y_pred = mean + std * t_pred
         if y is not None and len(y.shape) == 1:
             y = y[:, None]
@@ -688,11 +800,12 @@ class GradINN(keras.Model):
         z, t = self._normalise(x, y)
 
         # Forward pass: data term and, through a nested tape, gradient term.
+        # A stacked network's members are trained on the sum of their losses.
         with tf.GradientTape() as tape:
             t_pred, data_loss, gradient_loss, loss = self._loss_terms(
                 z, t, sample_weight, training=True
             )
-            scaled_loss = self.optimizer.scale_loss(loss)
+            scaled_loss = self.optimizer.scale_loss(loss * self.members)
 
         # Compute gradients. Without the gradient term the prior's are zero;
         # Adam leaves such weights alone, and the optimizer always tracks the
@@ -906,6 +1019,7 @@ class GradINN(keras.Model):
         self._set_steps_per_execution(steps)
         arguments["callbacks"] = [*(arguments.get("callbacks") or []), _NonFiniteGuard()]
         self._back_up()  # weights set since the last fit (set_weights, load) are the fallback
+        self._tabulate_prior()
         self._collocation.host_error = None
         try:
             return super().fit(*bound.args[1:], **bound.kwargs)
@@ -999,29 +1113,49 @@ class GradINN(keras.Model):
             x = self._check_points(x, "x", strict=False)
         return super().predict(x, *args, **kwargs)
 
-    def predict_gradient(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+    def predict_gradient(self, x: Any, *, batch_size: int = 1024,
+                         members: bool = False) -> np.ndarray:
         """The Jacobian dy/dx in user units.
 
         Args:
             x: inputs of shape (n, d).
             batch_size: rows per evaluation.
+            members: for a stacked network, each member's Jacobian instead
+                of the Jacobian of their mean.
 
         Returns:
             A float32 array `J` of shape (n, m, d) with
-            `J[b, i, j] = d y_i / d x_j` at `x[b]`.
+            `J[b, i, j] = d y_i / d x_j` at `x[b]`; with `members`,
+            (n, k, m, d).
         """
         batch_size = positive_int(batch_size, "batch_size")
         x = self._check_points(x, "x", strict=False).astype(self.compute_dtype)
         if self._jacobian_function is None:
             spec = tf.TensorSpec((None, self.input_dim), self.compute_dtype)
-            self._jacobian_function = tf.function(
-                lambda v: self.value_and_jacobian(v)[1], input_signature=[spec]
-            )
-        parts = [
-            self._jacobian_function(x[i : i + batch_size]).numpy()
-            for i in range(0, len(x), batch_size)
-        ]
+            self._jacobian_function = tf.function(lambda v: self.value_and_jacobian(v)[1],
+                                                  input_signature=[spec])
+            self._member_jacobian_function = tf.function(self._member_jacobians,
+                                                         input_signature=[spec])
+        function = self._member_jacobian_function if members else self._jacobian_function
+        parts = [function(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
         return np.concatenate(parts, axis=0)
+
+    def _member_jacobians(self, x: tf.Tensor) -> tf.Tensor:
+        """Each member's Jacobian (n, k, m, d) in user units."""
+        offset, scale, _, std = self._scales(x.dtype)
+        jacobian = self._jacobian((x - offset) / scale, training=False)
+        return tf.transpose(jacobian, [1, 0, 2, 3]) * (std[:, None] / scale[None, :])
+
+    def predict_members(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+        """Each member's prediction in user units, shape (n, k, m) (k = 1 unless stacked)."""
+        batch_size = positive_int(batch_size, "batch_size")
+        x = self._check_points(x, "x", strict=False).astype(self.compute_dtype)
+        offset, scale, mean, std = (v.numpy() for v in self._scales(self.compute_dtype))
+        parts = []
+        for i in range(0, len(x), batch_size):
+            outputs = self.network((x[i : i + batch_size] - offset) / scale, training=False)
+            parts.append(np.asarray(outputs).reshape(-1, self.members, self.output_dim))
+        return mean + std * np.concatenate(parts, axis=0)
 
     def input_relevance(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
         """How much each input moves the prediction over the points `x`.

@@ -40,6 +40,7 @@ def mlp(
     depth: int = 3,
     activation: str = "silu",
     seed: int | None = None,
+    members: int | None = None,
     name: str = "mlp",
 ) -> keras.Model:
     """Builds a fully connected network `R^input_dim -> R^output_dim`.
@@ -57,10 +58,16 @@ def mlp(
         depth: number of hidden layers (>= 1).
         activation: any Keras activation name.
         seed: seed for the Glorot initialisers (None: Keras' global seed).
+        members: None for one network; an integer k for k independent
+            networks of this shape evaluated and trained together (a
+            `keras_gradinn.stacked.StackedMLP`), as ensembles and
+            cross-validation use them. Member j equals the network built
+            with `seed=stacked.member_seeds(seed, k)[j]`.
         name: model name.
 
     Returns:
-        A functional `keras.Model` mapping (n, d) to (n, m).
+        A functional `keras.Model` mapping (n, d) to (n, m), or with
+        `members`, to (n, members, m).
 
     Example:
         >>> net = mlp(5, 1, width=32, depth=2, activation="tanh", seed=0)
@@ -72,6 +79,13 @@ def mlp(
         for value, label in ((input_dim, "input_dim"), (output_dim, "output_dim"),
                              (width, "width"), (depth, "depth"))
     )
+    if members is not None:
+        from keras_gradinn.stacked import StackedMLP
+
+        inputs = keras.Input(shape=(input_dim,), name="x")
+        stack = StackedMLP(members, output_dim, width=width, depth=depth, activation=activation,
+                           seed=seed, name="members")
+        return keras.Model(inputs, stack(inputs), name=name)
     return dense_stack(input_dim, output_dim, width=width, depth=depth, activation=activation,
                        initializer=keras.initializers.GlorotUniform, seed=seed,
                        names=("x", "output"), name=name)

@@ -32,6 +32,7 @@ __all__ = [
     "SineFeatures",
     "build",
     "constant",
+    "kernel",
     "oscillatory",
     "smooth",
 ]
@@ -201,12 +202,20 @@ def _rescale_field(model: keras.Model, initial_scale: float) -> keras.Model:
 
     The hidden features' size depends on width, depth and activation, so the
     output weights are rescaled after initialisation on a fixed quasi-random
-    set of points rather than guessed from fan-in.
+    set of points rather than guessed from fan-in. A stacked prior's members
+    are rescaled each on its own.
     """
     d = model.input_shape[-1]
     z = 2.0 * unit_points(256, d, method="sobol", seed=0).astype("float32") - 1.0
+    field = keras.ops.convert_to_numpy(model(z))
+    if field.ndim == 3:  # (points, members, m*d): one factor per member's last kernel
+        rms = np.sqrt(np.mean(np.square(field), axis=(0, 2)))
+        kernel = model.get_layer("field").kernels[-1]
+        factor = np.where(rms > 0, initial_scale / np.where(rms > 0, rms, 1.0), 0.0)
+        kernel.assign(kernel * factor.astype("float32")[:, None, None])
+        return model
     layer = model.get_layer("field")
-    rms = float(np.sqrt(np.mean(np.square(keras.ops.convert_to_numpy(model(z))))))
+    rms = float(np.sqrt(np.mean(np.square(field))))
     factor = initial_scale / rms if rms > 0 else 0.0
     layer.kernel.assign(layer.kernel * factor)
     return model
@@ -222,6 +231,7 @@ def smooth(
     initial_scale: float = 0.1,
     sparsity: float = 0.0,
     seed: int | None = None,
+    members: int | None = None,
     name: str = "smooth_prior",
 ) -> keras.Model:
     """A prior for a Jacobian that varies smoothly and slowly over the domain.
@@ -250,10 +260,15 @@ def smooth(
             It is a weight regularizer, added to the loss (and shown in
             `data_loss`) like any other.
         seed: initialiser seed.
+        members: None for one field; an integer k for one field per member
+            of a stacked network (`mlp(..., members=k)`), each trained with
+            its own member. Member j equals the prior built with
+            `seed=stacked.member_seeds(seed, k)[j]`. No `sparsity` then.
         name: model name.
 
     Returns:
-        A functional `keras.Model` mapping (n, d) to (n, m*d).
+        A functional `keras.Model` mapping (n, d) to (n, m*d), or with
+        `members`, to (n, members, m*d).
 
     Example:
         >>> prior = smooth(3, 1, width=16, initial_scale=0.1, seed=0)
@@ -264,6 +279,15 @@ def smooth(
     width, depth = positive_int(width, "width"), positive_int(depth, "depth")
     initial_scale = non_negative(initial_scale, "initial_scale")
     sparsity = non_negative(sparsity, "sparsity")
+    if members is not None:
+        if sparsity:
+            raise ValueError("a stacked smooth prior (members) has no sparsity option")
+        from keras_gradinn.stacked import StackedMLP
+
+        inputs = keras.Input(shape=(d,), name="z")
+        stack = StackedMLP(members, m * d, width=width, depth=depth, activation=activation,
+                           kernel_initializer="lecun_normal", seed=seed, name="field")
+        return _rescale_field(keras.Model(inputs, stack(inputs), name=name), initial_scale)
     regularizer = InputGroupLasso(sparsity, d, m) if sparsity else None
     model = dense_stack(d, m * d, width=width, depth=depth, activation=activation,
                         initializer=keras.initializers.LecunNormal, seed=seed,
@@ -355,6 +379,56 @@ def constant(
     inputs = keras.Input(shape=(d,), name="z")
     outputs = ConstantField(m * d, value=values.reshape(-1) if values.ndim else float(values),
                             name="field")(inputs)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def kernel(
+    x: np.ndarray,
+    y: np.ndarray,
+    bounds: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    restarts: int = 1,
+    seed: int = 0,
+    max_points: int | None = 1000,
+    name: str = "kernel_prior",
+) -> keras.Model:
+    """A prior learned from the data: the gradient of a Gaussian process's mean.
+
+    Fits the ARD Matern 5/2 GP of `keras_gradinn.kernels.fit_gp` to the
+    training data in GradINN's normalised space (inputs mapped to [-1, 1]^d
+    by `bounds`, targets standardised with their mean and spread, as
+    `GradINN.adapt` does) and returns the gradient of its posterior mean as
+    a field (`kernels.KernelField`). Belief: the surrogate's gradient is what
+    a smooth stationary model of these data implies, including which inputs
+    matter (the GP's length scales); the network follows it where the data
+    say nothing else. The field has no trainable weights. Use it with
+    `GradINN(..., gradient_weight=1.0)` or so, on the same `(x, y)` that
+    `fit` gets; a `sampler` array of points lets training look the field up
+    instead of evaluating it at every step.
+
+    Args:
+        x: training inputs (n, d) in user units.
+        y: training targets (n, m) (or (n,)).
+        bounds: the model's bounds, one `(low, high)` per input.
+        restarts: extra random starts of the GP's hyper-parameter fit.
+        seed: seed of those starts (and of the subset, see `max_points`).
+        max_points: fit the GP to at most this many rows (None: all).
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` mapping (n, d) to (n, m*d).
+    """
+    from keras_gradinn import kernels
+    from keras_gradinn.sampling import as_bounds, centre_and_half_width
+
+    centre, half_width = centre_and_half_width(as_bounds(bounds))
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64).reshape(len(x), -1)
+    spread = np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
+    process = kernels.fit_gp((x - centre) / half_width, (y - y.mean(axis=0)) / spread,
+                             restarts=restarts, seed=seed, max_points=max_points)
+    inputs = keras.Input(shape=(x.shape[1],), name="z")
+    outputs = kernels.KernelField.of([process], name="field")(inputs)
     return keras.Model(inputs, outputs, name=name)
 
 
