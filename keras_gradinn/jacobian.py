@@ -20,6 +20,7 @@ import math
 from typing import Callable, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "dense_jacobian",
     "dense_layers",
     "dense_value_and_jacobian",
+    "relevance",
     "value_and_jacobian",
 ]
 
@@ -299,3 +301,15 @@ def value_and_jacobian(
         ]
     del tape
     return y, tf.stack(rows, axis=1)
+
+
+def relevance(jacobian: np.ndarray, half_width: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """How many output standard deviations a move across each input's range makes.
+
+    The RMS over points and outputs of `J[b, i, j] * half_width[j] / std[i]`
+    for a Jacobian `J` (n, m, d) in user units, inputs of half-widths
+    `half_width` (d,) and outputs of spreads `std` (m,); shape (d,). See
+    `GradINN.input_relevance`.
+    """
+    scaled = np.asarray(jacobian, float) * half_width[None, None, :] / std[None, :, None]
+    return np.sqrt(np.mean(np.square(scaled), axis=(0, 1)))

@@ -91,6 +91,7 @@ def fit_gp(
     restarts: int = 3,
     seed: int = 0,
     max_points: int | None = None,
+    fit_points: int | None = None,
 ) -> GaussianProcess:
     """Fits the ARD Matern 5/2 GP to normalised inputs `z` (n, d) and targets `t` (n, m).
 
@@ -107,6 +108,9 @@ def fit_gp(
         max_points: with more rows than this, the GP is fitted to a random
             subset of that many (a subset-of-data approximation, since the
             exact GP costs O(n^3)); None for all rows.
+        fit_points: with more rows than this (after `max_points`), the
+            hyper-parameters are fitted to a random subset of that many and
+            the posterior is then conditioned on all rows; None for all.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
@@ -114,9 +118,13 @@ def fit_gp(
 
     z = np.asarray(z, np.float64)
     t = np.asarray(t, np.float64).reshape(len(z), -1)
+    rng = np.random.default_rng([seed, len(z)])
     if max_points is not None and len(z) > max_points:
-        rows = np.sort(np.random.default_rng([seed, len(z)]).choice(len(z), max_points, False))
+        rows = np.sort(rng.choice(len(z), max_points, replace=False))
         z, t = z[rows], t[rows]
+    fitted = np.arange(len(z))
+    if fit_points is not None and len(z) > fit_points:
+        fitted = np.sort(rng.choice(len(z), fit_points, replace=False))
     coefficients, lengths, means, noises = [], [], [], []
     for column in t.T:
         kernel = ConstantKernel(1.0) * Matern(length_scale=np.ones(z.shape[1]), nu=2.5) \
@@ -126,7 +134,10 @@ def fit_gp(
         with warnings.catch_warnings():
             # A length scale at its bound is a fit, not a failure.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            gp.fit(z, column)
+            gp.fit(z[fitted], column[fitted])
+            if len(fitted) < len(z):
+                gp = GaussianProcessRegressor(gp.kernel_, normalize_y=True, optimizer=None)
+                gp.fit(z, column)
         product, white = gp.kernel_.k1, gp.kernel_.k2
         std = float(np.ravel(gp._y_train_std)[0])
         coefficients.append(std * float(product.k1.constant_value) * np.ravel(gp.alpha_))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import numbers
 import os
@@ -22,6 +23,7 @@ from keras_gradinn.jacobian import (
     dense_jacobian,
     dense_layers,
     dense_value_and_jacobian,
+    relevance,
     value_and_jacobian,
 )
 from keras_gradinn.networks import positive_int
@@ -188,6 +190,8 @@ class GradINN(keras.Model):
         input_labels: names of the d inputs (default `x0, x1, ...`), saved
             with the model and used by the command line and exports.
         output_labels: names of the m outputs (default `y0, y1, ...`).
+        metadata: a JSON-serialisable dict saved with the model, for the
+            tools that made it (`GradINNRegressor` keeps its choice there).
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -216,6 +220,7 @@ class GradINN(keras.Model):
         seed: int | None = None,
         input_labels: Sequence[str] | None = None,
         output_labels: Sequence[str] | None = None,
+        metadata: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -253,6 +258,7 @@ class GradINN(keras.Model):
         self.seed = int(seed)
         self.input_labels = self._check_labels(input_labels, d, "x", "input_labels")
         self.output_labels = self._check_labels(output_labels, m, "y", "output_labels")
+        self.metadata = metadata
 
         centre, half_width = sampling.centre_and_half_width(self.bounds)
         constant = keras.initializers.Constant
@@ -292,6 +298,21 @@ class GradINN(keras.Model):
         self.set_sampler(sampler, contains=contains)
         # One call records the input shape, as Keras' export and summary expect.
         self(np.zeros((1, d), dtype="float32"))
+
+    @property
+    def metadata(self) -> dict | None:
+        """A JSON-serialisable dict saved with the model (None if unset)."""
+        return None if self._metadata is None else json.loads(self._metadata)
+
+    @metadata.setter
+    def metadata(self, value: dict | None) -> None:
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"metadata must be a dict or None; got {type(value).__name__}")
+        try:
+            # Kept as text: Keras would wrap a dict attribute in a tracked structure.
+            self._metadata = None if value is None else json.dumps(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"metadata must be JSON-serialisable: {error}") from None
 
     @property
     def gradient_weight(self) -> float:
@@ -891,13 +912,16 @@ class GradINN(keras.Model):
 
     # ------------------------------------------------------------ data entry
 
-    def adapt(self, y: Any) -> None:
+    def adapt(self, y: Any, sample_weight: Any = None) -> None:
         """Sets the output standardisation from training targets.
 
         Args:
             y: targets of shape (n, m) (or (n,) for m = 1), or a
                 `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`
                 batches, read once in a streaming pass.
+            sample_weight: for array targets, optional non-negative row
+                weights (n,): the weighted mean and spread are used, so a
+                row of weight 2 counts as two rows and one of weight 0 as none.
         """
         if isinstance(y, tf.data.Dataset):
             count, total, squares, shift = 0, 0.0, 0.0, None
@@ -935,7 +959,14 @@ class GradINN(keras.Model):
                 raise ValueError(
                     f"y must have {self.output_dim} column(s); got shape {targets.shape}"
                 )
-            mean, std = targets.mean(axis=0), targets.std(axis=0)
+            weights = None if sample_weight is None else finite_array(sample_weight,
+                                                                      "sample_weight")
+            if weights is not None and (weights.shape != (len(targets),) or (weights < 0).any()
+                                        or not weights.sum() > 0):
+                raise ValueError(f"sample_weight must be {len(targets)} non-negative values with "
+                                 f"a positive sum; got shape {weights.shape}")
+            mean = np.average(targets, axis=0, weights=weights)
+            std = np.sqrt(np.average((targets - mean) ** 2, axis=0, weights=weights))
         if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)):
             raise ValueError("y is too large to standardise (its mean or spread overflows)")
         with np.errstate(over="ignore"):
@@ -1177,8 +1208,7 @@ class GradINN(keras.Model):
             A float64 array of shape (d,).
         """
         jacobian = self.predict_gradient(x, batch_size=batch_size).astype(float)
-        scale = self.input_scale.numpy()[None, None, :] / self.output_std.numpy()[None, :, None]
-        return np.sqrt(np.mean(np.square(jacobian * scale), axis=(0, 1)))
+        return relevance(jacobian, self.input_scale.numpy(), self.output_std.numpy())
 
     # ----------------------------------------------------------- serialisation
 
@@ -1224,6 +1254,7 @@ class GradINN(keras.Model):
             seed=self.seed,
             input_labels=self.input_labels,
             output_labels=self.output_labels,
+            metadata=self.metadata,
         )
         return config
 

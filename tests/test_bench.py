@@ -33,17 +33,18 @@ def test_gp_gradient_matches_finite_differences():
 def test_plan_follows_the_protocol():
     runs = runner.plan(["friedman1", "lotka_volterra"])
     friedman = [r for r in runs if r.problem == "friedman1"]
-    assert {r.method for r in friedman} == {"gradinn", "snn", "gp"}  # no equations, no pinn
+    auto = {"gradinn-auto", "gradinn-auto-nokernel"}
+    assert {r.method for r in friedman} == {"gradinn", *auto, "snn", "gp"}  # no pinn
     assert {r.noise for r in friedman} == {0.0, 0.01, 0.05, 0.10}
     headline = [r for r in friedman if (r.n, r.noise, r.method) == (200, 0.0, "gradinn")]
     assert sorted(r.seed for r in headline) == [0, 1, 2, 3, 4]
     other = [r for r in friedman if (r.n, r.noise, r.method) == (100, 0.0, "gradinn")]
     assert len(other) == 3
     lv = [r for r in runs if r.problem == "lotka_volterra"]
-    assert {r.method for r in lv} == {"gradinn", "snn", "pinn", "gp"}
+    assert {r.method for r in lv} == {"gradinn", *auto, "snn", "pinn", "gp"}
     assert {r.n for r in lv} == {10, 20, 40, 80} and {r.noise for r in lv} == {0.0, 0.05}
-    assert len(lv) == 4 * 2 * 4 * 3
-    assert len(runner.plan(["burgers"], quick=True)) == 4 * 2 * 4
+    assert len(lv) == 6 * 2 * 4 * 3
+    assert len(runner.plan(["burgers"], quick=True)) == 6 * 2 * 4
     assert len(set(r.key for r in runs)) == len(runs)
 
 
@@ -100,7 +101,7 @@ def test_tables_show_mean_and_std_per_cell():
         for m, values in (("gradinn", [1.0, 3.0]), ("gp", [0.5])) for s, v in enumerate(values)
     ]
     text = report.tables(records)
-    assert "| n | seeds | GradINN | GP |" in text
+    assert "| n | seeds | GradINN (tuned) | GP |" in text
     assert "| 10 | 1/2 | 2 ± 1.4 | 0.5 ± 0 |" in text
     assert "| ∇ |  | 4 ± 2.8 | 1 ± 0 |" in text
 
@@ -116,6 +117,29 @@ def test_ratios_compare_gradinn_with_the_baselines():
     assert "| p | 0 | 20 | 2.00, 0.50 | - |" in text
 
 
+def test_the_auto_summary_counts_wins_means_and_times():
+    rows = [  # (method, n, seed, rmse, seconds, chosen)
+        ("gradinn-auto", 10, 0, 1.0, 80.0, "kernel"), ("gradinn-auto", 10, 1, 3.0, 120.0, "none"),
+        ("snn", 10, 0, 4.0, 10.0, None), ("snn", 10, 1, 4.0, 10.0, None),
+        ("gradinn", 10, 0, 4.0, 30.0, 0), ("gradinn-auto-nokernel", 10, 0, 2.0, 60.0, "none"),
+        ("gp", 10, 0, 1.0, 1.0, None),
+        ("gradinn-auto", 20, 0, 1.0, 50.0, "smooth"), ("snn", 20, 0, 0.5, 5.0, None),
+        ("gradinn", 20, 0, 1.0, 20.0, 0), ("gradinn-auto-nokernel", 20, 0, 0.5, 40.0, "none"),
+        ("gp", 20, 0, 1.0, 1.0, None),
+    ]
+    records = [{"problem": "p", "method": m, "n": n, "noise": 0.0, "seed": s, "rmse": v,
+                "grad_rmse": v, "train_seconds": t, "chosen": c} for m, n, s, v, t, c in rows]
+    text = report.auto_summary(records)
+    assert "| p | 0 | 10 | 0.50 * | 0.50 | 0.50 | 2.00 | 10.0 | kernel 1, none 1 |" in text
+    assert "| p | 0 | 20 | 2.00 | 1.00 | 1.00 | 1.00 | 10.0 | smooth 1 |" in text
+    assert "beats S-NN in 1 of 2 cells" in text
+    # geometric means: auto sqrt(2 * 1), tuned sqrt(4 * 1), no kernel sqrt(2 * 0.5)
+    assert "GradINN-auto 1.414 against tuned GradINN's 2 over 2 cells (ratio 0.707)" in text
+    assert "without the kernel prior 1 against tuned GradINN's 2 over 2 cells (ratio 0.500)" \
+        in text
+    assert "p 10.0x (10.0x)" in text
+
+
 def test_runs_file_errors_and_torn_lines(tmp_path):
     path = tmp_path / "runs.jsonl"
     good = {"problem": "friedman1", "method": "gp", "n": 10, "noise": 0.0, "seed": 0}
@@ -129,10 +153,13 @@ def test_runs_file_errors_and_torn_lines(tmp_path):
 def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["bench", "stokes_sphere", "--n", "12", "--noise", "0", "--methods", "gradinn",
-            "snn", "pinn", "gp", "--quick", "--jobs", "1", "--out", str(out)]
+            "gradinn-auto", "snn", "pinn", "gp", "--quick", "--jobs", "1", "--out", str(out)]
     assert main(argv) == 0
     records = runner.load_runs(out / "runs.jsonl")
-    assert sorted(r["method"] for r in records) == ["gp", "gradinn", "pinn", "snn"]
+    assert sorted(r["method"] for r in records) == ["gp", "gradinn", "gradinn-auto", "pinn",
+                                                    "snn"]
+    auto = next(r for r in records if r["method"] == "gradinn-auto")
+    assert auto["chosen"] in ("none", "kernel", "smooth", "stiff") and auto["settings"] is None
     for record in records:
         assert {"problem", "method", "n", "noise", "seed", "rmse", "nrmse", "grad_rmse",
                 "train_seconds"} <= set(record)
@@ -140,6 +167,7 @@ def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
     assert (out / "img" / "stokes_sphere_rmse.png").stat().st_size > 0
     assert list((out / "img").glob("stokes_sphere_field_*.png"))
     assert "### stokes_sphere, noise 0" in (out / "tables.md").read_text()
+    assert "GradINN-auto beats S-NN in" in (out / "tables.md").read_text()
     before = (out / "runs.jsonl").read_text()
     assert main(argv) == 0  # everything is done: nothing is trained again
     assert (out / "runs.jsonl").read_text() == before

@@ -1,4 +1,4 @@
-"""The benchmark's methods behind one interface: `gradinn`, `snn`, `pinn` and `gp`.
+"""The benchmark's methods behind one interface: `gradinn`, `gradinn-auto`, `snn`, `pinn`, `gp`.
 
 Every neural method shares the network (`Settings.width` x `Settings.depth`,
 SiLU), the normalisation (inputs scaled to [-1, 1] by the problem's bounds,
@@ -13,6 +13,12 @@ only in the second loss term on collocation points:
   divided by the output scale over the input scale (see `EquationModel`).
 
 `gp` is scikit-learn's Gaussian process as the protocol fixes it.
+
+`gradinn-auto` is `GradINNRegressor` with the library's defaults and no
+per-problem settings: the problem only gives its domain (bounds, and the
+shape of a domain that is not a box). `gradinn-auto-nokernel` is the same
+without the kernel prior among its candidates, so the tables also say what
+the choice among GradINN's own priors does.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for"]
 
-METHODS = ("gradinn", "snn", "pinn", "gp")
+METHODS = ("gradinn", "gradinn-auto", "gradinn-auto-nokernel", "snn", "pinn", "gp")
 SELECTIONS = ("lowest", "clear")
 
 
@@ -187,15 +193,15 @@ class Fitted:
 
     `chosen` is the index in `Settings.variants()` of the variant GradINN
     selected, when it had alternatives or screening (one past the last
-    variant: the screened one); `train_seconds` then includes the held-out
-    fits. `active_inputs` are the inputs the network reads (None: all), and
+    variant: the screened one), or the name of the prior `gradinn-auto`
+    chose; `train_seconds` then includes the held-out fits. `active_inputs` are the inputs the network reads (None: all), and
     `relevance` the network's `GradINN.input_relevance`.
     """
 
     predict: Any
     gradient: Any
     train_seconds: float
-    chosen: int | None = None
+    chosen: int | str | None = None
     active_inputs: tuple[int, ...] | None = None
     relevance: Any = None
 
@@ -364,6 +370,31 @@ def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Sett
                                chosen=chosen)
 
 
+def _fit_auto(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings, seed: int, *,
+              kernel: bool) -> Fitted:
+    from keras_gradinn import training
+    from keras_gradinn.estimator import CANDIDATES, GradINNRegressor
+
+    keras.backend.clear_session()
+    # Only a quick run changes the budget; every other option is the library's default.
+    budget = {} if settings.steps == training.STEPS else {"steps": settings.steps,
+                                                          "cv_steps": settings.steps // 4}
+    candidates = None if kernel else [*(c for c in CANDIDATES if c != "kernel"), "screened"]
+    estimator = GradINNRegressor(bounds=problem.bounds, contains=problem.contains,
+                                 candidates=candidates, random_state=seed, **budget)
+    start = time.perf_counter()
+    estimator.fit(x, y)
+    seconds = time.perf_counter() - start
+    model = estimator.model_
+    return Fitted(
+        predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
+        gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
+        train_seconds=seconds,
+        chosen=estimator.best_prior_,
+        relevance=lambda points: model.input_relevance(points, batch_size=4096),
+    )
+
+
 def _fit_gp(problem: Problem, x: np.ndarray, y: np.ndarray, seed: int) -> Fitted:
     from keras_gradinn.bench.gp import fit_gp
 
@@ -391,6 +422,8 @@ def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
     if method == "gp":
         return _fit_gp(problem, x, y, seed)
     settings = settings or settings_for(problem.name)
+    if method.startswith("gradinn-auto"):
+        return _fit_auto(problem, x, y, settings, seed, kernel=method == "gradinn-auto")
     if method == "gradinn" and (settings.alternatives or settings.screening):
         return _fit_selected(problem, x, y, settings, seed)
     return _fit_network(method, problem, x, y, settings, seed)

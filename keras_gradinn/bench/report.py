@@ -9,10 +9,13 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_fields", "plot_rmse", "ratios", "tables", "write"]
+__all__ = ["auto_summary", "plot_fields", "plot_rmse", "ratios", "tables", "write"]
 
-METHOD_ORDER = ("gradinn", "snn", "pinn", "gp")
-LABELS = {"gradinn": "GradINN", "snn": "S-NN", "pinn": "PINN", "gp": "GP"}
+METHOD_ORDER = ("gradinn-auto", "gradinn-auto-nokernel", "gradinn", "snn", "pinn", "gp")
+LABELS = {"gradinn-auto": "GradINN-auto", "gradinn-auto-nokernel": "auto, no kernel",
+          "gradinn": "GradINN (tuned)", "snn": "S-NN", "pinn": "PINN", "gp": "GP"}
+COLOURS = {"gradinn-auto": "tab:purple", "gradinn-auto-nokernel": "tab:orange",
+           "gradinn": "tab:red", "snn": "tab:blue", "pinn": "tab:green", "gp": "tab:gray"}
 
 
 def _cells(records: Sequence[dict]) -> dict:
@@ -103,7 +106,6 @@ def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) ->
     """Value and gradient RMSE against n on log axes, one line per method and noise."""
     cells = _cells(records)
     figure, axes = _figure(1, 2, (10, 4))
-    colours = {"gradinn": "tab:red", "snn": "tab:blue", "pinn": "tab:green", "gp": "tab:gray"}
     styles = ["-", "--", ":", "-."]
     noises = sorted({k[1] for k in cells if k[0] == problem})
     ticks = sorted({k[2] for k in cells if k[0] == problem})
@@ -116,7 +118,7 @@ def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) ->
                     continue
                 values = [np.mean([r[key] for r in cells[(problem, noise, n, method)]])
                           for n in sizes]
-                axis.plot(sizes, values, style, marker="o", color=colours[method],
+                axis.plot(sizes, values, style, marker="o", color=COLOURS[method],
                           label=f"{LABELS[method]}, noise {noise:g}")
         axis.set(xscale="log", yscale="log", xlabel="training points n", title=title)
         axis.set_xticks(ticks, [str(n) for n in ticks])
@@ -168,17 +170,78 @@ def write(records: Sequence[dict], out: str | os.PathLike, *,
         saved = sorted((folder / "fields").glob(f"{name}-*.npy"))
         cells = collections.defaultdict(dict)
         for file in saved:
-            _, method, n, noise = file.stem.rsplit("-", 3)
+            # problem-method-n<n>-noise<noise>; method names may hold hyphens.
+            method, n, noise = file.stem.split("-", 1)[1].rsplit("-", 2)
             cells[(n, noise)][method] = np.load(file)
         for (n, noise), fields in sorted(cells.items()):
-            if not {"gradinn", "snn"} <= set(fields):
+            if "snn" not in fields or not {"gradinn", "gradinn-auto"} & set(fields):
                 continue
-            shown = {m: fields[m] for m in ("gradinn", "snn", "pinn") if m in fields}
+            shown = {m: fields[m] for m in ("gradinn-auto", "gradinn", "snn", "pinn")
+                     if m in fields}
             png = images / f"{name}_field_{n}_{noise}.png"
             plot_fields(problem, shown, field_grid(problem), png,
                         title=f"{name}, {n[1:]} points, noise {noise[5:]}, seed 0")
             lines.append(f"![{name}: fields]({os.path.relpath(png, folder)})\n")
     path = folder / "tables.md"
-    path.write_text("\n".join(lines) + "\n## GradINN against S-NN and the GP\n\n"
+    sections = "\n".join(lines)
+    if any(r["method"] == "gradinn-auto" for r in records):
+        sections += ("\n## GradINN-auto (library defaults) against S-NN, tuned GradINN and "
+                     "the GP\n\n" + auto_summary(records))
+    path.write_text(sections + "\n## Tuned GradINN against S-NN and the GP\n\n"
                     + ratios(records) + "\n## All cells\n\n" + tables(records))
     return path
+
+
+def auto_summary(records: Sequence[dict]) -> str:
+    """Markdown: `gradinn-auto` per cell against S-NN, tuned GradINN and the GP, then totals.
+
+    Per cell: mean value RMSE ratios (below 1: auto is better), the ratio of
+    mean training times to S-NN's, and how often each prior was chosen.
+    Then the cells where auto beats S-NN, the geometric mean of its RMSE over
+    all cells against tuned GradINN's (and without the kernel prior), and the
+    time ratio per problem.
+    """
+    cells = _cells(records)
+
+    def mean(key, cell, method):
+        runs = cells.get((*cell, method))
+        return float(np.mean([r[key] for r in runs])) if runs else np.nan
+
+    order = list(dict.fromkeys(r["problem"] for r in records))
+    keys = sorted({k[:3] for k in cells if k[3] == "gradinn-auto"},
+                  key=lambda k: (order.index(k[0]), k[1], k[2]))
+    out = ["| problem | noise | n | auto / S-NN | auto / tuned | no kernel / S-NN | auto / GP "
+           "| time / S-NN | chosen |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    wins, ratios_tuned, ratios_free, times = 0, [], [], collections.defaultdict(list)
+    for cell in keys:
+        auto = mean("rmse", cell, "gradinn-auto")
+        snn, tuned = mean("rmse", cell, "snn"), mean("rmse", cell, "gradinn")
+        free, gp = mean("rmse", cell, "gradinn-auto-nokernel"), mean("rmse", cell, "gp")
+        time_ratio = mean("train_seconds", cell, "gradinn-auto") / mean("train_seconds", cell,
+                                                                          "snn")
+        wins += bool(auto < snn)
+        ratios_tuned.append((auto, tuned, free))
+        times[cell[0]].append(time_ratio)
+        chosen = collections.Counter(r["chosen"] for r in cells[(*cell, "gradinn-auto")])
+        choice = ", ".join(f"{name} {count}" for name, count in chosen.most_common())
+        mark = " *" if auto < snn else ""
+        out.append(f"| {cell[0]} | {cell[1]:g} | {cell[2]} | {auto / snn:.2f}{mark} | "
+                   f"{auto / tuned:.2f} | {free / snn:.2f} | {auto / gp:.2f} | "
+                   f"{time_ratio:.1f} | {choice} |")
+    ratios_tuned = np.array(ratios_tuned)
+
+    def geometric(column: int) -> str:
+        both = ~np.isnan(ratios_tuned[:, [column, 1]]).any(axis=1)
+        if not both.any():
+            return "no cells to compare"
+        means = np.exp(np.mean(np.log(ratios_tuned[both][:, [column, 1]]), axis=0))
+        return (f"{means[0]:.4g} against tuned GradINN's {means[1]:.4g} over {int(both.sum())} "
+                f"cells (ratio {means[0] / means[1]:.3f})")
+
+    out += ["", f"- GradINN-auto beats S-NN in {wins} of {len(keys)} cells (`*`).",
+            f"- Geometric mean of the value RMSE: GradINN-auto {geometric(0)}; without the "
+            f"kernel prior {geometric(2)}.",
+            "- Training time of GradINN-auto over S-NN's, mean over each problem's cells "
+            "(largest): " + ", ".join(f"{p} {np.mean(v):.1f}x ({np.max(v):.1f}x)"
+                                      for p, v in times.items()) + "."]
+    return "\n".join(out) + "\n"

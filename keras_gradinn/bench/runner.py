@@ -153,7 +153,8 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         "train_seconds": fitted.train_seconds,
         "predict_seconds": predict_seconds,
         "quick": bool(quick),
-        "settings": None if run.method == "gp" else dataclasses.asdict(settings),
+        "settings": (None if run.method == "gp" or run.method.startswith("gradinn-auto")
+                     else dataclasses.asdict(settings)),
         "chosen": fitted.chosen,
         "active_inputs": fitted.active_inputs,
         "version": keras_gradinn.__version__,

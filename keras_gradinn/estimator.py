@@ -1,0 +1,529 @@
+"""`GradINNRegressor`: a scikit-learn estimator that chooses its own prior.
+
+For the user with arrays or a DataFrame who wants a surrogate: bounds from
+the data, the package's training recipe (`training.train`), and with
+`prior="auto"` (the default) a prior chosen by k-fold cross-validation among
+a small candidate set fixed in the library (`CANDIDATES`):
+
+- `"none"`: no gradient term, the plain network. With it in the set, the
+  choice is never worse than a plain network on held-out folds.
+- `"kernel"`: the gradient of a Gaussian process's posterior mean, fitted to
+  the same training rows (on each fold, to that fold's rows only), weight 1:
+  a belief learned from the data (`priors.kernel`).
+- `"smooth"`: a flexible trainable tanh prior (two layers of 64 units) at
+  weight 0.01: the gradient varies smoothly, with the data choosing the
+  field.
+- `"stiff"`: a trainable tanh prior of 8 units at weight 1: a strong belief
+  in a simple field, which suits noisy data.
+- `"screened"` (with at least `SCREEN_MIN_INPUTS` inputs): the best of the
+  three priors above, with the network reading only the inputs whose
+  relevance (`GradINN.input_relevance`) in that candidate's fold fits is at
+  least `SCREEN_THRESHOLD` of the largest; tried only if some input falls
+  below it.
+
+Each candidate is fitted once per fold, all folds together as one stacked
+network (`StackedMLP`) for `cv_steps` steps; the one with the lowest mean
+held-out squared error (targets standardised) is then refitted on all the
+rows for `steps` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import numbers
+import pathlib
+import time
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from keras_gradinn import training
+from keras_gradinn.jacobian import relevance
+
+__all__ = ["CANDIDATES", "Candidate", "GradINNRegressor"]
+
+#: Inputs from which the "screened" candidate is tried.
+SCREEN_MIN_INPUTS = 3
+#: Relative relevance below which an input is screened out.
+SCREEN_THRESHOLD = 0.3
+#: Collocation points are drawn from a fixed quasi-random pool of this size.
+POOL_SIZE = 2**14
+#: The Gaussian process of the kernel prior: restarts, rows for its
+#: hyper-parameters, rows it is conditioned on.
+GP_RESTARTS, GP_FIT_POINTS, GP_MAX_POINTS = 1, 300, 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A prior and its gradient weight, as the estimator builds it.
+
+    `prior` is `"none"` (no gradient term), `"kernel"`, `"smooth"`,
+    `"oscillatory"` or `"constant"`; `options` are keyword arguments of the
+    `priors` builder.
+    """
+
+    name: str
+    prior: str
+    gradient_weight: float
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+#: The candidates of `prior="auto"`, in order; also the priors one can fix by name.
+CANDIDATES: dict[str, Candidate] = {
+    candidate.name: candidate for candidate in (
+        Candidate("none", "none", 0.0),
+        Candidate("kernel", "kernel", 1.0),
+        Candidate("smooth", "smooth", 0.01, (("depth", 2),)),
+        Candidate("stiff", "smooth", 1.0, (("width", 8),)),
+    )
+}
+#: Further priors one can fix by name, with their default weights.
+FIXED = {
+    "oscillatory": Candidate("oscillatory", "oscillatory", 0.01),
+    "constant": Candidate("constant", "constant", 0.01),
+}
+
+
+def _seed(random_state) -> int:
+    """An integer seed from sklearn's `random_state` (None, int or RandomState)."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state) % (2**31 - 1)
+    return int(random_state.randint(2**31 - 1))
+
+
+class GradINNRegressor(RegressorMixin, BaseEstimator):
+    """A GradINN surrogate as a scikit-learn regressor, choosing its prior by cross-validation.
+
+    Args:
+        prior: `"auto"` to choose among `CANDIDATES` by cross-validation, or
+            the name of one prior to fit without a choice (a key of
+            `CANDIDATES`, or `"oscillatory"`, `"constant"`).
+        gradient_weight: with a fixed `prior`, its weight (None: the
+            candidate's); must be None with `"auto"`.
+        candidates: with `"auto"`, the names of the candidates to choose
+            among (None: all of `CANDIDATES`, and "screened" where it
+            applies); must include "none".
+        bounds: the domain box, one `(low, high)` per input; None for the
+            data's range widened by 5 % on each side.
+        contains: optional `contains(x) -> bool mask` for a domain that is
+            not a box; collocation points are drawn inside it (not saved with
+            `save`).
+        width: hidden units per layer of the network.
+        depth: hidden layers of the network.
+        activation: hidden activation (one of `jacobian.ACTIVATIONS`).
+        steps: training steps of the final fit (see `training.train`).
+        learning_rate: initial learning rate of the cosine-decayed Adam.
+        batch_size: rows per step above which batches are drawn.
+        n_collocation: collocation points per step.
+        cv: folds of the cross-validation: an integer k for k shuffled folds
+            (at most one per row), or as `GridSearchCV` takes it: a
+            scikit-learn splitter, or an iterable of (train, test) indices.
+        cv_steps: training steps of each fold fit (None: `steps // 4`).
+        random_state: seed of the folds, weights and collocation draws
+            (None: fresh each fit).
+        verbose: 1 to print the cross-validation as it goes.
+
+    Attributes:
+        model_: the fitted `GradINN` (a stacked network of one member).
+        best_prior_: the name of the chosen (or fixed) prior.
+        best_index_: its row in `cv_results_` (None without a choice).
+        cv_results_: like `GridSearchCV`'s: `params`, `split<i>_test_score`
+            (negative mean squared error of the standardised targets on fold
+            i), `mean_test_score`, `std_test_score`, `rank_test_score`,
+            `fit_time` (seconds for all folds), `gradient_weight`; empty
+            without a choice.
+        bounds_: the domain box used, shape (d, 2).
+        n_features_in_, feature_names_in_: as scikit-learn defines them.
+        n_outputs_: number of target columns.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).random((40, 2))
+        >>> model = GradINNRegressor(steps=200, cv_steps=50, random_state=0)
+        >>> model.fit(x, x[:, 0] * x[:, 1]).predict(x[:2]).shape
+        (2,)
+    """
+
+    _parameter_constraints: dict = {
+        "prior": [StrOptions({"auto", *CANDIDATES, *FIXED})],
+        "gradient_weight": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "candidates": ["array-like", None],
+        "bounds": ["array-like", None],
+        "contains": [callable, None],
+        "width": [Interval(numbers.Integral, 1, None, closed="left")],
+        "depth": [Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"linear", "tanh", "sigmoid", "silu", "softplus", "relu",
+                                   "elu", "gelu"})],
+        "steps": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_collocation": [Interval(numbers.Integral, 1, None, closed="left")],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left"), "cv_object"],
+        "cv_steps": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        prior: str = "auto",
+        *,
+        gradient_weight: float | None = None,
+        candidates: Sequence[str] | None = None,
+        bounds=None,
+        contains: Callable[[np.ndarray], np.ndarray] | None = None,
+        width: int = 64,
+        depth: int = 3,
+        activation: str = "silu",
+        steps: int = training.STEPS,
+        learning_rate: float = training.LEARNING_RATE,
+        batch_size: int = training.FULL_BATCH_ROWS,
+        n_collocation: int = 256,
+        cv=5,
+        cv_steps: int | None = None,
+        random_state=None,
+        verbose: int = 0,
+    ):
+        self.prior = prior
+        self.gradient_weight = gradient_weight
+        self.candidates = candidates
+        self.bounds = bounds
+        self.contains = contains
+        self.width = width
+        self.depth = depth
+        self.activation = activation
+        self.steps = steps
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.n_collocation = n_collocation
+        self.cv = cv
+        self.cv_steps = cv_steps
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X, y, sample_weight=None) -> "GradINNRegressor":
+        """Chooses the prior (with `prior="auto"`) and fits the surrogate on all rows.
+
+        Args:
+            X: inputs (n, d): an array or a DataFrame.
+            y: targets (n,) or (n, m).
+            sample_weight: optional non-negative weights of the rows; the
+                data term is their weighted mean, and so are the
+                cross-validation scores.
+        """
+        self._validate_params()
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
+        if len(X) < 2:
+            raise ValueError(f"GradINNRegressor needs at least 2 samples; got n_samples = "
+                             f"{len(X)}")
+        if self.prior != "auto" and self.candidates is not None:
+            raise ValueError("candidates apply to prior='auto'; a fixed prior has no choice")
+        if self.prior == "auto" and self.gradient_weight is not None:
+            raise ValueError("gradient_weight applies to a fixed prior; with prior='auto' each "
+                             "candidate has its own (set prior to a candidate's name)")
+        self._y_ndim = y.ndim
+        targets = y.reshape(len(y), -1)
+        self.n_outputs_ = targets.shape[1]
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if not weights.sum() > 0:
+            raise ValueError("sample_weight must have a positive sum")
+        weights = weights / weights.mean()
+        self.bounds_ = self._bounds(X)
+        seed = _seed(self.random_state)
+        context = _Context(self, X, targets, weights, seed)
+        if self.prior == "auto":
+            chosen, mask = self._cross_validate(context)
+        else:
+            chosen, mask = self._fixed_candidate(), None
+            self.best_index_, self.cv_results_ = None, {}
+        self.best_prior_ = chosen.name
+        self.model_ = context.fit(chosen, steps=self.steps, masks=None if mask is None
+                                  else mask[None], splits=None)
+        self.model_.metadata = self._metadata()
+        return self
+
+    def _fixed_candidate(self) -> Candidate:
+        candidate = CANDIDATES.get(self.prior) or FIXED[self.prior]
+        if self.gradient_weight is not None:
+            candidate = dataclasses.replace(candidate, gradient_weight=float(self.gradient_weight))
+        if candidate.prior == "none" and candidate.gradient_weight:
+            raise ValueError("prior='none' has no gradient term; its gradient_weight must be "
+                             f"None or 0; got {self.gradient_weight!r}")
+        return candidate
+
+    def _bounds(self, X: np.ndarray) -> np.ndarray:
+        from keras_gradinn import data, sampling
+        from keras_gradinn.validation import outside
+
+        names = [str(n) for n in getattr(self, "feature_names_in_", range(X.shape[1]))]
+        if self.bounds is None:
+            return data.auto_bounds(X, names)
+        bounds = sampling.as_bounds(self.bounds)
+        if bounds.shape != (X.shape[1], 2):
+            raise ValueError(f"bounds must have shape ({X.shape[1]}, 2) for {X.shape[1]} inputs; "
+                             f"got {bounds.shape}")
+        rows = np.flatnonzero(outside(bounds, X))
+        if rows.size:
+            raise ValueError(f"{rows.size} row(s) of X lie outside the bounds, first row "
+                             f"{int(rows[0])}: {X[rows[0]].tolist()}")
+        return bounds
+
+    def _splits(self, context: "_Context") -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import KFold, check_cv
+
+        if isinstance(self.cv, numbers.Integral):
+            splitter = KFold(min(self.cv, len(context.x)), shuffle=True,
+                             random_state=context.seed)
+        else:
+            splitter = check_cv(self.cv)
+        splits = [(np.asarray(train), np.asarray(test))
+                  for train, test in splitter.split(context.x, context.y)]
+        if not splits or any(len(train) == 0 or len(test) == 0 for train, test in splits):
+            raise ValueError("cv must give at least one split, each with training and test rows")
+        return splits
+
+    def _candidate_names(self) -> tuple[list[str], bool]:
+        """The candidates to cross-validate, and whether to try screening."""
+        if self.candidates is None:
+            return list(CANDIDATES), True
+        names = [str(name) for name in self.candidates]
+        unknown = sorted(set(names) - {*CANDIDATES, "screened"})
+        if unknown or "none" not in names or len(set(names)) != len(names):
+            raise ValueError(f"candidates must be distinct names from {[*CANDIDATES, 'screened']} "
+                             f"including 'none'; got {names}")
+        return [name for name in CANDIDATES if name in names], "screened" in names
+
+    def _cross_validate(self, context: "_Context") -> tuple[Candidate, np.ndarray | None]:
+        chosen_names, screening = self._candidate_names()
+        splits = self._splits(context)
+        cv_steps = self.cv_steps or max(1, self.steps // 4)
+        names, losses, seconds, models = [], [], [], {}
+        for name in chosen_names:
+            models[name] = self._score(context, CANDIDATES[name], splits, cv_steps, None,
+                                       names, losses, seconds)
+        base, relevance_masks = None, None
+        with_prior = [i for i, name in enumerate(names) if CANDIDATES[name].gradient_weight]
+        if screening and with_prior and context.x.shape[1] >= SCREEN_MIN_INPUTS:
+            base = names[min(with_prior, key=lambda i: losses[i].mean())]
+            relevance_masks = context.screen(models[base], splits)
+            if relevance_masks is not None:
+                screened = dataclasses.replace(CANDIDATES[base], name="screened")
+                self._score(context, screened, splits, cv_steps, relevance_masks[0], names,
+                            losses, seconds)
+        scores = -np.array(losses)  # (candidates, folds)
+        mean = scores.mean(axis=1)
+        self.best_index_ = int(np.argmax(mean))
+        self.cv_results_ = {
+            "params": [{"prior": name} for name in names],
+            **{f"split{i}_test_score": scores[:, i] for i in range(len(splits))},
+            "mean_test_score": mean,
+            "std_test_score": scores.std(axis=1),
+            "rank_test_score": (np.argsort(np.argsort(-mean, kind="stable")) + 1).astype(int),
+            "fit_time": np.array(seconds),
+            "gradient_weight": np.array([
+                (CANDIDATES[base] if name == "screened" else CANDIDATES[name]).gradient_weight
+                for name in names]),
+        }
+        name = names[self.best_index_]
+        if name == "screened":
+            return dataclasses.replace(CANDIDATES[base], name="screened"), relevance_masks[1]
+        return CANDIDATES[name], None
+
+    def _score(self, context, candidate, splits, cv_steps, masks, names, losses, seconds):
+        start = time.perf_counter()
+        model = context.fit(candidate, steps=cv_steps, masks=masks, splits=splits)
+        predicted = model.predict_members(context.x)  # (n, folds, m)
+        fold_losses = []
+        for j, (_, rows) in enumerate(splits):
+            residual = (predicted[rows, j] - context.y[rows]) / context.spread
+            fold_losses.append(np.average(np.mean(residual**2, axis=1),
+                                          weights=context.weights[rows]))
+        names.append(candidate.name)
+        losses.append(np.array(fold_losses))
+        seconds.append(time.perf_counter() - start)
+        if self.verbose:
+            print(f"GradINNRegressor: {candidate.name:>9}: held-out MSE "
+                  f"{np.mean(fold_losses):.4g} ({seconds[-1]:.0f} s)", flush=True)
+        return model
+
+    # --------------------------------------------------------------- predicting
+
+    def predict(self, X) -> np.ndarray:
+        """Predictions (n,) or (n, m) in the units of y, as y was given to `fit`."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*outside the bounds.*")
+            predicted = self.model_.predict(X, batch_size=4096, verbose=0).astype(np.float64)
+        return predicted[:, 0] if self._y_ndim == 1 else predicted
+
+    def predict_gradient(self, X) -> np.ndarray:
+        """The Jacobian dy/dx in user units: (n, d) for a 1-D y, else (n, m, d)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*outside the bounds.*")
+            jacobian = self.model_.predict_gradient(X, batch_size=4096).astype(np.float64)
+        return jacobian[:, 0] if self._y_ndim == 1 else jacobian
+
+    # ------------------------------------------------------------ saving
+
+    def _metadata(self) -> dict:
+        params = {k: v for k, v in self.get_params().items() if k != "contains"}
+        if params["candidates"] is not None:
+            params["candidates"] = [str(name) for name in params["candidates"]]
+        if params["bounds"] is not None:
+            params["bounds"] = np.asarray(params["bounds"], dtype=float).tolist()
+        if isinstance(params["random_state"], np.random.RandomState):
+            params["random_state"] = None
+        if not isinstance(params["cv"], numbers.Integral):  # a splitter: kept as its count
+            from sklearn.model_selection import check_cv
+
+            params["cv"] = max(2, check_cv(params["cv"]).get_n_splits())
+        results = {key: (value.tolist() if isinstance(value, np.ndarray) else value)
+                   for key, value in self.cv_results_.items()}
+        return {"estimator": "GradINNRegressor", "params": params,
+                "best_prior": self.best_prior_, "best_index": self.best_index_,
+                "cv_results": results, "y_ndim": self._y_ndim,
+                "feature_names_in": (None if not hasattr(self, "feature_names_in_")
+                                     else [str(n) for n in self.feature_names_in_])}
+
+    def save(self, path) -> None:
+        """Writes the fitted estimator to a `.keras` file (see `load`)."""
+        check_is_fitted(self)
+        if self.contains is not None:
+            warnings.warn("contains is a Python callable and is not saved", stacklevel=2)
+        self.model_.save(path)
+
+    @classmethod
+    def load(cls, path) -> "GradINNRegressor":
+        """Reads an estimator written by `save`, with `safe_mode=True`."""
+        import keras
+
+        from keras_gradinn.model import GradINN
+
+        model = keras.models.load_model(path, safe_mode=True)
+        info = getattr(model, "metadata", None) or {}
+        if not isinstance(model, GradINN) or info.get("estimator") != "GradINNRegressor":
+            raise ValueError(f"{str(path)!r} holds no GradINNRegressor (save one with "
+                             f"GradINNRegressor.save)")
+        estimator = cls(**info["params"])
+        estimator.model_ = model
+        estimator.best_prior_, estimator.best_index_ = info["best_prior"], info["best_index"]
+        estimator.cv_results_ = {key: (np.asarray(value) if key != "params" else value)
+                                 for key, value in info["cv_results"].items()}
+        estimator._y_ndim = info["y_ndim"]
+        estimator.bounds_ = np.asarray(model.bounds)
+        estimator.n_features_in_ = model.input_dim
+        estimator.n_outputs_ = model.output_dim
+        if info["feature_names_in"] is not None:
+            estimator.feature_names_in_ = np.asarray(info["feature_names_in"], dtype=object)
+        return estimator
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.regressor_tags.poor_score = True
+        return tags
+
+
+class _Context:
+    """What every fit of one `GradINNRegressor.fit` call shares: data, seeds, pool, GPs."""
+
+    def __init__(self, estimator: GradINNRegressor, x, y, weights, seed):
+        from keras_gradinn import sampling
+
+        self.estimator, self.x, self.y, self.weights = estimator, x, y, weights
+        mean = np.average(y, axis=0, weights=weights)
+        spread = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
+        self.spread = np.where(spread > 0, spread, 1.0)
+        self.t = (y - mean) / self.spread
+        self.seed = seed
+        seeds = np.random.SeedSequence(seed).generate_state(4) % (2**31 - 1)
+        self.network_seed, self.prior_seed, self.collocation_seed, pool_seed = map(int, seeds)
+        bounds = estimator.bounds_
+        self.pool = sampling.sample(POOL_SIZE, bounds, method="sobol", seed=pool_seed,
+                                    contains=estimator.contains)
+        self.centre, self.half_width = sampling.centre_and_half_width(bounds)
+        self.z = (x - self.centre) / self.half_width
+        self._processes: dict = {}
+
+    def process(self, rows: np.ndarray):
+        """The kernel prior's GP on these rows (cached)."""
+        from keras_gradinn.kernels import fit_gp
+
+        rows = rows[self.weights[rows] > 0]  # a GP has no row weights; it skips weightless rows
+        key = rows.tobytes()
+        if key not in self._processes:
+            self._processes[key] = fit_gp(self.z[rows], self.t[rows], restarts=GP_RESTARTS,
+                                          seed=self.seed, max_points=GP_MAX_POINTS,
+                                          fit_points=GP_FIT_POINTS)
+        return self._processes[key]
+
+    def fit(self, candidate: Candidate, *, steps: int, masks, splits):
+        """`candidate` fitted as a stack: one member per (train, test) split, or one on all rows."""
+        import keras
+
+        from keras_gradinn import priors
+        from keras_gradinn.kernels import KernelField
+        from keras_gradinn.model import GradINN
+        from keras_gradinn.stacked import StackedMLP
+
+        e, n = self.estimator, len(self.x)
+        members = 1 if splits is None else len(splits)
+        kept = [np.arange(n)] if splits is None else [train for train, _ in splits]
+        weights = np.zeros((n, members))
+        for j, rows in enumerate(kept):
+            weights[rows, j] = self.weights[rows] * n / self.weights[rows].sum()
+        d, m = self.x.shape[1], self.y.shape[1]
+        inputs = keras.Input((d,), name="x")
+        stack = StackedMLP(members, m, width=e.width, depth=e.depth, activation=e.activation,
+                           seed=self.network_seed, input_mask=masks, name="members")
+        network = keras.Model(inputs, stack(inputs), name="mlp")
+        if candidate.prior == "kernel":
+            field = KernelField.of([self.process(rows) for rows in kept],
+                                   stacked=splits is not None, name="field")
+            z = keras.Input((d,), name="z")
+            prior = keras.Model(z, field(z), name="kernel_prior")
+        elif candidate.prior in ("none", "constant"):
+            prior = priors.constant(d, m)
+        elif candidate.prior == "smooth":
+            prior = priors.smooth(d, m, seed=self.prior_seed, members=members,
+                                  **dict(candidate.options))
+        else:
+            prior = priors.build(candidate.prior, d, m, seed=self.prior_seed,
+                                 **dict(candidate.options))
+        model = GradINN(network, prior, bounds=e.bounds_, n_collocation=e.n_collocation,
+                        sampler=self.pool, gradient_weight=candidate.gradient_weight,
+                        seed=self.collocation_seed,
+                        input_labels=[str(c) for c in getattr(e, "feature_names_in_", [])] or None)
+        model.adapt(self.y, self.weights)  # the kernel prior's standardisation, too
+        return training.train(model, self.x, self.y,
+                              sample_weight=weights if splits is not None else weights[:, 0],
+                              steps=steps,
+                              learning_rate=e.learning_rate, batch_size=e.batch_size,
+                              seed=self.seed)
+
+    def screen(self, model, splits) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-fold input masks from `model`'s fold members, and one for all rows; or None."""
+        import keras
+
+        jacobian = model.predict_gradient(self.x, members=True)  # (n, folds, m, d)
+        std = keras.ops.convert_to_numpy(model.output_std).astype(float)
+        scores = np.stack([relevance(jacobian[train, j], self.half_width, std)
+                           for j, (train, _) in enumerate(splits)])
+        masks = (scores >= SCREEN_THRESHOLD * scores.max(axis=1, keepdims=True)).astype("float32")
+        overall = scores.mean(axis=0)
+        final = (overall >= SCREEN_THRESHOLD * overall.max()).astype("float32")
+        if masks.all() and final.all():
+            return None
+        return masks, final

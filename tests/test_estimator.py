@@ -1,0 +1,137 @@
+"""GradINNRegressor: scikit-learn's estimator checks, the prior choice, saving, pipelines."""
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import estimator_checks as checks
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from keras_gradinn.estimator import CANDIDATES, GradINNRegressor
+
+TINY = dict(steps=30, cv_steps=10, width=8, depth=1, n_collocation=16, random_state=0)
+RNG = np.random.default_rng(0)
+X = RNG.random((40, 4))
+Y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2  # inputs 2 and 3 are inert
+
+
+@parametrize_with_checks(
+    [GradINNRegressor(prior="smooth", **TINY)],
+    expected_failed_checks=lambda estimator: {
+        "check_sample_weight_equivalence_on_dense_data":
+            "float32 training: weights agree with repeated rows to about 2e-7, not sklearn's "
+            "rtol=1e-7 (test_zero_weights_are_the_same_as_dropping_rows checks it at 1e-4)",
+    },
+)
+def test_scikit_learn_estimator_checks_with_a_fixed_prior(estimator, check):
+    check(estimator)
+
+
+# With the automatic choice, the checks about fitted state and determinism
+# (the rest do not reach the choice and run above).
+@pytest.mark.parametrize("check", [
+    checks.check_fit_idempotent, checks.check_estimators_pickle, checks.check_n_features_in,
+    checks.check_dict_unchanged, checks.check_dont_overwrite_parameters,
+    checks.check_fit_check_is_fitted, checks.check_regressor_multioutput,
+], ids=lambda check: check.__name__)
+def test_scikit_learn_estimator_checks_with_the_automatic_choice(check):
+    check("GradINNRegressor", GradINNRegressor(**TINY))
+
+
+@pytest.fixture(scope="module")
+def auto():
+    return GradINNRegressor(steps=400, cv_steps=200, random_state=0).fit(X, Y)
+
+
+def test_the_choice_is_the_best_held_out_score_and_never_below_the_plain_network(auto):
+    results = auto.cv_results_
+    names = [p["prior"] for p in results["params"]]
+    assert names[:len(CANDIDATES)] == list(CANDIDATES)
+    splits = np.stack([results[f"split{i}_test_score"] for i in range(5)], axis=1)
+    np.testing.assert_allclose(results["mean_test_score"], splits.mean(axis=1))
+    assert auto.best_index_ == int(np.argmax(results["mean_test_score"]))
+    assert results["rank_test_score"][auto.best_index_] == 1
+    assert auto.best_prior_ == names[auto.best_index_]
+    assert results["mean_test_score"][auto.best_index_] >= results["mean_test_score"][0]
+
+
+def test_screening_drops_the_inert_inputs_exactly(auto):
+    # The smooth, well-sampled function is the kernel prior's; two inputs do nothing.
+    assert auto.best_prior_ == "screened"
+    gradient = auto.predict_gradient(RNG.random((20, 4)))
+    assert gradient.shape == (20, 4)
+    assert np.all(gradient[:, 2:] == 0) and np.all(np.abs(gradient[:, 0]) > 0)
+
+
+def test_predictions_and_gradients_agree_with_each_other(auto):
+    x = RNG.uniform(0.1, 0.9, (6, 4))
+    step = 1e-3
+    differences = np.stack([(auto.predict(x + step * e) - auto.predict(x - step * e)) / (2 * step)
+                            for e in np.eye(4)], axis=1)
+    np.testing.assert_allclose(auto.predict_gradient(x), differences, atol=2e-3, rtol=2e-2)
+    test = RNG.random((200, 4))
+    assert np.sqrt(np.mean((auto.predict(test) - np.sin(3 * test[:, 0]) - test[:, 1] ** 2) ** 2)) \
+        < 0.2
+
+
+def test_a_saved_estimator_loads_with_its_choice_and_predictions(auto, tmp_path):
+    path = tmp_path / "surrogate.keras"
+    auto.save(path)
+    loaded = GradINNRegressor.load(path)
+    assert loaded.get_params() == auto.get_params()
+    assert loaded.best_prior_ == auto.best_prior_ and loaded.best_index_ == auto.best_index_
+    for key, value in auto.cv_results_.items():
+        np.testing.assert_equal(loaded.cv_results_[key], value)
+    x = RNG.random((10, 4))
+    np.testing.assert_array_equal(loaded.predict(x), auto.predict(x))
+    np.testing.assert_array_equal(loaded.predict_gradient(x), auto.predict_gradient(x))
+    with pytest.raises(ValueError, match="no GradINNRegressor"):
+        import keras_gradinn as kg
+
+        kg.GradINN(kg.mlp(4, 1), "smooth", bounds=[(0, 1)] * 4).save(tmp_path / "plain.keras")
+        GradINNRegressor.load(tmp_path / "plain.keras")
+
+
+def test_dataframes_name_the_inputs():
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(X, columns=["load", "span", "thickness", "colour"])
+    model = GradINNRegressor(prior="none", **TINY).fit(frame, Y)
+    assert list(model.feature_names_in_) == ["load", "span", "thickness", "colour"]
+    assert model.model_.input_labels == ["load", "span", "thickness", "colour"]
+    with pytest.warns(UserWarning, match="feature names"):
+        model.predict(X)
+
+
+def test_zero_weights_are_the_same_as_dropping_rows():
+    bounds = [(0.0, 1.0)] * 4
+    weights = np.where(np.arange(40) % 4 == 0, 0.0, 1.0)
+    weighted = GradINNRegressor(prior="smooth", bounds=bounds, **TINY).fit(X, Y, weights)
+    dropped = GradINNRegressor(prior="smooth", bounds=bounds, **TINY).fit(X[weights > 0],
+                                                                         Y[weights > 0])
+    np.testing.assert_allclose(weighted.predict(X), dropped.predict(X), rtol=1e-4, atol=1e-5)
+
+
+def test_it_works_in_pipelines_grid_search_and_cross_validation():
+    pipeline = make_pipeline(FunctionTransformer(), GradINNRegressor(prior="none", **TINY))
+    scores = cross_val_score(pipeline, X, Y, cv=2)
+    assert scores.shape == (2,) and np.all(np.isfinite(scores))
+    search = GridSearchCV(GradINNRegressor(**TINY), {"prior": ["none", "stiff"]}, cv=2)
+    search.fit(X, Y)
+    assert search.best_params_["prior"] in ("none", "stiff")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (dict(prior="psychic"), "prior"),
+        (dict(gradient_weight=1.0), "fixed prior"),
+        (dict(prior="none", gradient_weight=1.0), "no gradient term"),
+        (dict(bounds=[(0, 1)] * 3), r"bounds must have shape \(4, 2\)"),
+        (dict(bounds=[(0, 0.5)] * 4), "outside the bounds"),
+        (dict(cv=1), "cv"),
+    ],
+)
+def test_bad_parameters_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        GradINNRegressor(**{**TINY, **params}).fit(X, Y)
