@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gradinn snn pinn gp (default: all that apply)")
     parser.add_argument("--seeds", type=int, default=3,
                         help="seeds per cell (default 3; the headline cell gets at least 5)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds count from here (default 0, the report's; 1000 and up "
+                        "are spare seeds for tuning)")
     parser.add_argument("--quick", action="store_true",
                         help="one seed per cell and 200 steps: a smoke test, not a result")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
@@ -40,7 +43,7 @@ def command(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1; got {args.jobs}")
     runs = runner.plan(names, sizes=args.n, noises=args.noise, methods=args.methods,
-                       seeds=args.seeds, quick=args.quick)
+                       seeds=args.seeds, quick=args.quick, first_seed=args.first_seed)
     if args.report_only:  # whatever the folder holds for these problems
         records = runner.load_runs(pathlib.Path(args.out) / "runs.jsonl")
         shown = [r for r in records if r["problem"] in names]

@@ -56,13 +56,14 @@ class Run:
 
 def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
          noises: Sequence[float] | None = None, methods: Sequence[str] | None = None,
-         seeds: int = 3, quick: bool = False) -> list[Run]:
+         seeds: int = 3, quick: bool = False, first_seed: int = 0) -> list[Run]:
     """The runs of a sweep, in the order they are run.
 
     `sizes`, `noises` and `methods` default to the protocol's for each
     problem (`pinn` only where the problem has equations). `quick` runs one
     seed per cell; otherwise `seeds` per cell and at least `HEADLINE_SEEDS`
-    in the headline cell.
+    in the headline cell. Seeds count from `first_seed` (0 for the report;
+    1000 and up are the spare seeds that choices are tuned on).
     """
     from keras_gradinn import problems as registry
     from keras_gradinn.bench.methods import METHODS
@@ -88,7 +89,7 @@ def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
                 if (name, int(n), float(noise)) == HEADLINE and not quick:
                     count = max(count, HEADLINE_SEEDS)
                 runs += [Run(name, int(n), float(noise), seed, method)
-                         for seed in range(count) for method in chosen]
+                         for seed in range(first_seed, first_seed + count) for method in chosen]
     # Noise 0 and 0.05 first (the report's main tables), so a sweep stopped early
     # has whole tables; within a level, small training sets first.
     return sorted(runs, key=lambda r: (r.noise not in (0.0, 0.05), r.noise, r.n, r.problem,
