@@ -10,7 +10,8 @@ Optional converters (tf2onnx, onnx, onnxruntime) and matplotlib load only
 when an export or a plot is made.
 """
 
-from keras_gradinn import datasets, export, priors, problems, sampling
+from keras_gradinn import datasets, export, kernels, priors, problems, sampling, stacked
+from keras_gradinn.estimator import GradINNRegressor
 from keras_gradinn.jacobian import value_and_jacobian
 from keras_gradinn.model import GradINN, NonFiniteLossError
 from keras_gradinn.networks import mlp
@@ -19,13 +20,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GradINN",
+    "GradINNRegressor",
     "NonFiniteLossError",
     "__version__",
     "datasets",
     "export",
+    "kernels",
     "mlp",
     "priors",
     "problems",
     "sampling",
+    "stacked",
     "value_and_jacobian",
 ]

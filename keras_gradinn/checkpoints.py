@@ -11,6 +11,7 @@ order, resuming from one reproduces the uninterrupted run exactly.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import tempfile
@@ -19,7 +20,20 @@ import time
 import keras
 import numpy as np
 
-__all__ = ["Checkpointer", "ResumableEarlyStopping", "latest", "restore"]
+__all__ = ["Checkpointer", "ResumableEarlyStopping", "latest", "restore", "write_atomically"]
+
+
+def write_atomically(path: pathlib.Path, text: str) -> None:
+    """Writes `text` to a temporary sibling of `path`, then renames it into place."""
+    path = pathlib.Path(path)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

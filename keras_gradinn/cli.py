@@ -22,6 +22,8 @@ EXAMPLES = """examples:
 
 
 def _fit_parser(commands) -> None:
+    from keras_gradinn.commands import PRIORS
+
     fit = commands.add_parser(
         "fit",
         help="train a surrogate from a CSV or NPZ file",
@@ -29,8 +31,10 @@ def _fit_parser(commands) -> None:
         description="Train a GradINN surrogate on columns of DATA and write RUN_DIR with "
         "model.keras, metrics.json, config.toml and plots (parity.png, loss.png, slices.png).\n"
         "Options come from --config (TOML, same names with underscores), then flags.\n"
-        "Without --validation, a seeded random 20%% of the rows is held out; early stopping "
-        "on the validation loss restores the best weights.",
+        "By default the prior is chosen by 5-fold cross-validation among a fixed set of "
+        "candidates\n(no gradient term, a Gaussian process's gradient, a smooth and a stiff "
+        "prior, and\ninput screening) and the chosen one is refitted on all rows for a fixed "
+        "number of steps.",
         epilog="example:\n  keras-gradinn fit examples/data/beam.csv --inputs load,span,thickness "
         "--targets deflection --out runs/beam\n  keras-gradinn fit --config runs/beam/config.toml "
         "--out runs/beam-again",
@@ -39,23 +43,29 @@ def _fit_parser(commands) -> None:
     fit.add_argument("--inputs", help="input columns, comma-separated")
     fit.add_argument("--targets", help="target columns, comma-separated")
     fit.add_argument("--config", help="TOML file with any of the options below")
-    fit.add_argument("--prior", choices=["smooth", "oscillatory", "constant"],
-                     help="belief about the gradient (default smooth)")
-    fit.add_argument("--sparsity", type=float,
-                     help="with the smooth prior: strength of the belief that few inputs "
-                     "matter, a per-input group penalty (default 0; try 3e-5 to 3e-4)")
-    fit.add_argument("--gradient-weight", type=float, help="weight of the gradient term (default 0.01)")
+    fit.add_argument("--prior", choices=PRIORS,
+                     help="belief about the gradient: auto (choose by cross-validation; "
+                     "default) or one to fix")
+    fit.add_argument("--gradient-weight", type=float,
+                     help="with a fixed --prior, the weight of the gradient term "
+                     "(default: the prior's)")
     fit.add_argument("--bounds", help="'auto' (data range widened by 5%% each side; default) or a "
                      "CSV file with header input,low,high")
-    fit.add_argument("--epochs", type=int, help="maximum epochs (default 500)")
-    fit.add_argument("--batch-size", type=int, help="rows per step (default 32)")
-    fit.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.001)")
+    fit.add_argument("--steps", type=int, help="training steps of the final fit (default 20000)")
+    fit.add_argument("--batch-size", type=int,
+                     help="all rows in each step up to this many, else batches of it "
+                     "(default 1024)")
+    fit.add_argument("--learning-rate", type=float,
+                     help="initial Adam learning rate, cosine-decayed to 0 (default 0.003)")
+    fit.add_argument("--cv", type=int, help="cross-validation folds for --prior auto (default 5)")
+    fit.add_argument("--cv-steps", type=int,
+                     help="training steps of each fold fit (default: a quarter of --steps)")
     held_out = fit.add_mutually_exclusive_group()
     held_out.add_argument("--validation-split", type=float,
-                          help="fraction of rows held out at random (default 0.2; 0 for none)")
+                          help="fraction of rows held out at random and only reported "
+                          "(default 0)")
     held_out.add_argument("--validation", help="a separate validation file with the same columns")
-    fit.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 50)")
-    fit.add_argument("--seed", type=int, help="seed of the split, weights and sampling (default 0)")
+    fit.add_argument("--seed", type=int, help="seed of the folds, weights and sampling (default 0)")
     fit.add_argument("--width", type=int, help="network width (default 64)")
     fit.add_argument("--depth", type=int, help="network hidden layers (default 3)")
     fit.add_argument("--activation", help="network activation (default silu)")
@@ -66,7 +76,7 @@ def _fit_parser(commands) -> None:
                      help="continue an interrupted run of the same command from its last checkpoint")
     fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     fit.add_argument("--overwrite", action="store_true", help="replace a non-empty RUN_DIR")
-    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,7 +23,9 @@ class Collocation:
     - `"uniform"`: fresh uniform points each step, in the graph;
     - `"shift"` (sobol, halton, lhs): one scrambled quasi-random set, shifted
       by a fresh random vector modulo the box each step, in the graph;
-    - `"subset"` (a fixed array): a random subset each step, in the graph;
+    - `"subset"` (a fixed array, or a dict `{"method": ..., "size": ..., "seed": ...}`
+      for a pool drawn once by `sampling.sample`, inside `contains` if given):
+      a random subset each step, in the graph;
     - `"host"` (a callable, or any method with `contains`): drawn in NumPy
       through `tf.numpy_function`, so not XLA-compatible;
     - `None` (`sampler=None`): no sampler.
@@ -31,7 +33,7 @@ class Collocation:
     Draws are a pure function of a seed tensor `(seed, counter)`.
     """
 
-    def __init__(self, sampler: str | np.ndarray | Sampler | None, *,
+    def __init__(self, sampler: str | np.ndarray | dict | Sampler | None, *,
                  contains: Callable[[np.ndarray], np.ndarray] | None,
                  bounds: np.ndarray, n: int, seed: int):
         if contains is not None and not callable(contains):
@@ -65,6 +67,14 @@ class Collocation:
                                                       seed=seed).astype("float32")
         elif callable(sampler):
             self.mode, self.host_sampler = "host", sampler
+        elif isinstance(sampler, dict):
+            if set(sampler) != {"method", "size", "seed"}:
+                raise ValueError(f"a pool sampler is a dict with keys 'method', 'size' and 'seed'; "
+                                 f"got keys {sorted(sampler)}")
+            self.mode = "subset"
+            pool = sampling.sample(sampler["size"], bounds, method=sampler["method"],
+                                   seed=sampler["seed"], contains=contains)
+            self.pool = self.to_unit_box(pool)
         else:
             self.mode = "subset"
             self.pool = self.to_unit_box(self.check(sampler, "sampler points", None))
@@ -75,8 +85,10 @@ class Collocation:
     @property
     def saveable(self) -> str | list | None:
         """The sampler as it can be stored in a config (None for Python callables)."""
-        if self.mode == "host":
+        if self.mode == "host" or (isinstance(self.sampler, dict) and self.contains is not None):
             return None
+        if isinstance(self.sampler, dict):
+            return dict(self.sampler)
         if self.mode == "subset":
             return np.asarray(self.sampler, dtype=np.float64).tolist()
         return self.sampler

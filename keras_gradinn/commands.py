@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from keras_gradinn import data as data_lib
+from keras_gradinn import training
 from keras_gradinn.validation import outside as outside_bounds
 
 __all__ = ["DEFAULTS", "CommandError", "export", "fit", "info", "predict", "resolve_config"]
@@ -32,36 +33,37 @@ class CommandError(ValueError):
     """A command cannot run as asked; the message says why in one line."""
 
 
-#: Every option of `fit`, with its default. A TOML config may set any of them.
+#: Every option of `fit`, with its default (those of `GradINNRegressor`). A TOML
+#: config may set any of them.
 DEFAULTS: dict[str, Any] = {
     "data": None,
     "inputs": None,
     "targets": None,
-    "prior": "smooth",
-    "sparsity": 0.0,
-    "gradient_weight": 1e-2,
+    "prior": "auto",
+    "gradient_weight": None,
     "bounds": "auto",
-    "epochs": 500,
-    "batch_size": 32,
-    "learning_rate": 1e-3,
-    "validation_split": 0.2,
+    "steps": 20_000,
+    "batch_size": 1024,
+    "learning_rate": 3e-3,
+    "cv": 5,
+    "cv_steps": None,
+    "validation_split": 0.0,
     "validation": None,
-    "patience": 50,
     "seed": 0,
     "width": 64,
     "depth": 3,
     "activation": "silu",
     "n_collocation": 256,
-    "sampler": "sobol",
     "checkpoint_seconds": 30.0,
 }
 _TYPES = {
-    "data": str, "inputs": list, "targets": list, "prior": str, "sparsity": float,
-    "gradient_weight": float, "bounds": str, "epochs": int, "batch_size": int,
-    "learning_rate": float, "validation_split": float, "validation": str, "patience": int,
-    "seed": int, "width": int, "depth": int, "activation": str, "n_collocation": int,
-    "sampler": str, "checkpoint_seconds": float,
+    "data": str, "inputs": list, "targets": list, "prior": str, "gradient_weight": float,
+    "bounds": str, "steps": int, "batch_size": int, "learning_rate": float, "cv": int,
+    "cv_steps": int, "validation_split": float, "validation": str, "seed": int, "width": int,
+    "depth": int, "activation": str, "n_collocation": int, "checkpoint_seconds": float,
 }
+#: The choices of `--prior`: "auto", or a prior to fix.
+PRIORS = ("auto", "none", "kernel", "smooth", "stiff", "oscillatory", "constant")
 
 
 def _check_value(key: str, value: Any) -> Any:
@@ -103,18 +105,20 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
     for key, value in config.items():
         if value is not None:
             config[key] = _check_value(key, value)
+    weight = config["gradient_weight"]
     checks = [
-        (config["epochs"] >= 1, "epochs must be >= 1"),
+        (config["prior"] in PRIORS, f"prior must be one of {', '.join(PRIORS)}; got "
+                                    f"{config['prior']!r}"),
+        (config["steps"] >= 1, "steps must be >= 1"),
         (config["batch_size"] >= 1, "batch-size must be >= 1"),
         (config["learning_rate"] > 0, "learning-rate must be > 0"),
-        (config["gradient_weight"] >= 0 and math.isfinite(config["gradient_weight"]),
+        (weight is None or (weight >= 0 and math.isfinite(weight)),
          "gradient-weight must be finite and >= 0"),
-        (config["sparsity"] >= 0 and math.isfinite(config["sparsity"]),
-         "sparsity must be finite and >= 0"),
-        (config["sparsity"] == 0 or config["prior"] == "smooth",
-         f"sparsity needs the smooth prior; got prior {config['prior']!r}"),
+        (weight is None or config["prior"] != "auto",
+         "gradient-weight needs a fixed --prior (auto gives each candidate its own)"),
+        (config["cv"] >= 2, "cv must be >= 2"),
+        (config["cv_steps"] is None or config["cv_steps"] >= 1, "cv-steps must be >= 1"),
         (0 <= config["validation_split"] < 1, "validation-split must be in [0, 1)"),
-        (config["patience"] >= 1, "patience must be >= 1"),
         (config["n_collocation"] >= 1, "n-collocation must be >= 1"),
         (config["width"] >= 1 and config["depth"] >= 1, "width and depth must be >= 1"),
         (config["checkpoint_seconds"] >= 0, "checkpoint-seconds must be >= 0"),
@@ -201,24 +205,23 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         quiet: bool = False, resume: bool = False) -> dict[str, Any]:
     """Trains a surrogate from a data file and writes a complete run directory.
 
-    `out` receives `model.keras`, `metrics.json`, `config.toml` (the resolved
-    configuration, to repeat the run) and `parity.png`, `loss.png`,
-    `slices.png`. While training, checkpoints go to the hidden sibling
-    `.<out>.checkpoint/` (at most every `checkpoint_seconds`); with `resume`,
-    an interrupted run of the same configuration continues from the last
-    one and ends with the weights the uninterrupted run would have had.
-    The training rows are shuffled once with the seed and keep that batch
-    order every epoch, which is what makes resuming exact. Returns the
-    metrics.
+    The training is `GradINNRegressor.fit` with the options of `config`: by
+    default the prior is chosen by cross-validation and the chosen one is
+    refitted on all training rows. `out` receives `model.keras`,
+    `metrics.json`, `config.toml` (the resolved configuration, to repeat the
+    run) and `parity.png`, `loss.png`, `slices.png`. While training,
+    checkpoints go to the hidden sibling `.<out>.checkpoint/` (each
+    candidate's scores once done, the final fit at most every
+    `checkpoint_seconds`); with `resume`, an interrupted run of the same
+    configuration continues from them and ends with the model the
+    uninterrupted run would have had. Returns the metrics.
     """
     out = pathlib.Path(out)
     _prepare_run_dir(out, overwrite)
     checkpoint_dir = _checkpoint_dir(out)
-    from keras_gradinn import checkpoints
-
     if resume:
         saved = checkpoint_dir / "config.json"
-        if checkpoints.latest(checkpoint_dir) is None or not saved.is_file():
+        if not saved.is_file():
             raise CommandError(f"{out}: there is no interrupted run to resume "
                                f"(no checkpoint in {checkpoint_dir})")
         if json.loads(saved.read_text()) != config:
@@ -227,7 +230,7 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
     table = data_lib.read_table(config["data"])
     x = table.columns(config["inputs"], "inputs")
     y = table.columns(config["targets"], "targets")
-    d, m = x.shape[1], y.shape[1]
+    d = x.shape[1]
     if config["validation"] is not None:
         held_out = data_lib.read_table(config["validation"])
         x_train, y_train = x, y
@@ -238,8 +241,6 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
     else:
         x_train, y_train, x_val, y_val = x, y, None, None
-    order = np.random.default_rng([config["seed"], 1]).permutation(len(x_train))
-    x_train, y_train = x_train[order], y_train[order]
     if len(x_train) < d + 1:
         raise CommandError(
             f"{table.path}: {len(x_train)} training rows for {d} inputs; need at least {d + 1}"
@@ -263,44 +264,23 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
                     + ", ".join(f"{n}={v:g}" for n, v in zip(config["inputs"], values[outside[0]]))
                 )
 
-    import keras
+    from keras_gradinn.estimator import GradINNRegressor
 
-    import keras_gradinn as kg
-
-    keras.utils.set_random_seed(config["seed"])
-    network = kg.mlp(d, m, width=config["width"], depth=config["depth"],
-                     activation=config["activation"], seed=config["seed"])
-    prior = (kg.priors.smooth(d, m, sparsity=config["sparsity"]) if config["sparsity"]
-             else config["prior"])
-    model = kg.GradINN(network, prior, bounds=bounds,
-                       n_collocation=config["n_collocation"], sampler=config["sampler"],
-                       gradient_weight=config["gradient_weight"], seed=config["seed"],
-                       input_labels=config["inputs"], output_labels=config["targets"])
-    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]),
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
-    validation, stopper = None, None
-    if x_val is not None:
-        validation = (x_val, y_val)
-        stopper = checkpoints.ResumableEarlyStopping(
-            monitor="val_loss", patience=config["patience"], restore_best_weights=True)
-    model.adapt(y_train)
-    initial_epoch, earlier = 0, {}
-    if resume:
-        initial_epoch, earlier = checkpoints.restore(
-            model, checkpoints.latest(checkpoint_dir), stopper)
+    estimator = GradINNRegressor(
+        config["prior"], gradient_weight=config["gradient_weight"], bounds=bounds,
+        width=config["width"], depth=config["depth"], activation=config["activation"],
+        steps=config["steps"], learning_rate=config["learning_rate"],
+        batch_size=config["batch_size"], n_collocation=config["n_collocation"], cv=config["cv"],
+        cv_steps=config["cv_steps"], random_state=config["seed"], verbose=0 if quiet else 1)
     created = [p for p in (checkpoint_dir, *checkpoint_dir.parents) if not p.exists()]
     if not resume:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         checkpoint_dir.mkdir(parents=True)
         (checkpoint_dir / "config.json").write_text(json.dumps(config))
-    saver = checkpoints.Checkpointer(checkpoint_dir, seconds=config["checkpoint_seconds"],
-                                     early_stopping=stopper, history=earlier)
     start = time.perf_counter()
     try:
-        model.fit(x_train, y_train, epochs=config["epochs"], batch_size=config["batch_size"],
-                  validation_data=validation, shuffle=False, initial_epoch=initial_epoch,
-                  callbacks=[c for c in (stopper, saver) if c is not None],
-                  verbose=0 if quiet else 1)
+        estimator.fit(x_train, y_train, checkpoint_dir=checkpoint_dir,
+                      checkpoint_seconds=config["checkpoint_seconds"])
     except Exception:
         # A run that failed (rather than being interrupted) cannot be resumed
         # into anything better: leave nothing behind.
@@ -310,11 +290,13 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
                 directory.rmdir()
         raise
     seconds = time.perf_counter() - start
-    history = saver.history
+    model = estimator.model_
+    model.input_labels, model.output_labels = list(config["inputs"]), list(config["targets"])
     final = model.evaluate(x_train, y_train, verbose=0, return_dict=True)
     predicted = model.predict(x_train, verbose=0)
     held = None if x_val is None else (y_val, model.predict(x_val, verbose=0))
     names = config["targets"]
+    results = estimator.cv_results_
     metrics = {
         "train_rmse": _rmse(names, predicted, y_train),
         "validation_rmse": None if held is None else _rmse(names, held[1], y_val),
@@ -322,9 +304,14 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         "train_gradient_loss": final["gradient_loss"],
         "n_train": len(x_train),
         "n_validation": 0 if x_val is None else len(x_val),
-        "epochs": len(history["loss"]),
-        "best_epoch": (int(np.argmin(history["val_loss"])) + 1 if x_val is not None
-                       else len(history["loss"])),
+        "prior": estimator.best_prior_,
+        "cross_validation": None if not results else {
+            params["prior"]: {"mean_test_score": float(mean), "std_test_score": float(std),
+                              "fit_time": float(fit_time)}
+            for params, mean, std, fit_time in zip(
+                results["params"], results["mean_test_score"], results["std_test_score"],
+                results["fit_time"])},
+        "steps": config["steps"],
         "train_seconds": seconds,
         "versions": _versions(),
     }
@@ -342,7 +329,8 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (staging / "config.toml").write_text(_toml(resolved))
         plots.parity(staging / "parity.png", names, (y_train, predicted), held)
-        plots.loss_curves(staging / "loss.png", history)
+        plots.loss_curves(staging / "loss.png", estimator.history_,
+                          steps_per_epoch=training.epoch_steps(config["steps"]))
         plots.slices(staging / "slices.png", model, np.median(x_train, axis=0), x_train)
         _commit_dir(staging, out)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -435,24 +423,58 @@ def info(model_path: str) -> str:
     lines.append(f"outputs ({model.output_dim}):")
     for name, mu, sigma in zip(model.output_labels, mean, std):
         lines.append(f"  {name:<16} standardised with mean {mu:.6g}, std {sigma:.6g}")
-    layers = [f"{layer.units} {keras.activations.serialize(layer.activation)}"
-              for layer in model.network.layers if isinstance(layer, keras.layers.Dense)]
-    lines.append(f"network: {model.network.name}, Dense layers: {', '.join(layers)}, "
+    stacks = [layer for layer in model.network.layers if hasattr(layer, "members")]
+    if stacks:
+        stack = stacks[0]
+        layers = (f"{stack.members} member(s) of {stack.depth} x {stack.width} "
+                  f"{stack.activation}, output {stack.units} linear")
+    else:
+        layers = "Dense layers: " + ", ".join(
+            f"{layer.units} {keras.activations.serialize(layer.activation)}"
+            for layer in model.network.layers if isinstance(layer, keras.layers.Dense))
+    lines.append(f"network: {model.network.name}, {layers}, "
                  f"{model.network.count_params()} weights")
-    lines.append(f"prior: {model.prior.name} ({'trainable' if model.prior_trainable else 'frozen'}"
-                 f", {model.prior.count_params()} weights)")
+    trained = "trainable" if model.prior_trainable and model.prior.trainable_weights else "frozen"
+    lines.append(f"prior: {model.prior.name} ({trained}, {model.prior.count_params()} weights)")
+    sampler = model.get_config()["sampler"]
+    if isinstance(sampler, dict):
+        sampler = f"a fixed pool of {sampler['size']} {sampler['method']} points"
+    elif isinstance(sampler, list):
+        sampler = f"a fixed pool of {len(sampler)} points"
+    else:
+        sampler = repr(sampler)
     lines.append(f"gradient term: weight {model.gradient_weight:g}, {model.n_collocation} "
-                 f"collocation points per step, sampler {model.get_config()['sampler']!r}")
+                 f"collocation points per step, sampler {sampler}")
+    lines += _choice_lines(model.metadata or {})
     metrics_path = pathlib.Path(model_path).with_name("metrics.json")
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
-        lines.append(f"training ({metrics_path}): {metrics['epochs']} epochs, "
+        lines.append(f"training ({metrics_path}): {metrics['steps']} steps, "
                      f"{metrics['train_seconds']:.1f} s, {metrics['n_train']} training rows")
         for key in ("train_rmse", "validation_rmse"):
             if metrics.get(key):
                 values = ", ".join(f"{k} {v:.6g}" for k, v in metrics[key].items())
                 lines.append(f"  {key.replace('_', ' ')}: {values}")
     return "\n".join(lines)
+
+
+def _choice_lines(metadata: dict) -> list[str]:
+    """The prior choice a `GradINNRegressor` saved with the model, as lines of text."""
+    if metadata.get("estimator") != "GradINNRegressor":
+        return []
+    results = metadata["cv_results"]
+    if not results:
+        return [f"choice: {metadata['best_prior']}, fixed (no cross-validation)"]
+    folds = len([key for key in results if key.startswith("split")])
+    lines = [f"choice: {metadata['best_prior']}, by {folds}-fold cross-validation "
+             f"(held-out mean squared error of the standardised targets):"]
+    for i, params in enumerate(results["params"]):
+        mark = "  <- chosen" if i == metadata["best_index"] else ""
+        lines.append(f"  {params['prior']:<10} {-results['mean_test_score'][i]:.4g} "
+                     f"+- {results['std_test_score'][i]:.2g}  "
+                     f"(weight {results['gradient_weight'][i]:g}, "
+                     f"{results['fit_time'][i]:.0f} s){mark}")
+    return lines
 
 
 def export(model_path: str, *, saved_model: str | None, onnx: str | None,

@@ -132,6 +132,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     Attributes:
         model_: the fitted `GradINN` (a stacked network of one member).
+        history_: the final fit's `loss`, `data_loss` and `gradient_loss`
+            at the end of each of its epochs (`training.epoch_steps` steps).
         best_prior_: the name of the chosen (or fixed) prior.
         best_index_: its row in `cv_results_` (None without a choice).
         cv_results_: like `GridSearchCV`'s: `params`, `split<i>_test_score`
@@ -210,7 +212,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y, sample_weight=None) -> "GradINNRegressor":
+    def fit(self, X, y, sample_weight=None, *, checkpoint_dir=None,
+            checkpoint_seconds: float = 30.0) -> "GradINNRegressor":
         """Chooses the prior (with `prior="auto"`) and fits the surrogate on all rows.
 
         Args:
@@ -219,6 +222,14 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             sample_weight: optional non-negative weights of the rows; the
                 data term is their weighted mean, and so are the
                 cross-validation scores.
+            checkpoint_dir: a folder that makes the fit resumable: each
+                candidate's scores are kept there once it is done, and the
+                final fit's state at most every `checkpoint_seconds`. A later
+                call with the same data, parameters and folder (after the
+                process was killed, say) continues from them, to the model
+                the uninterrupted fit gives (exactly, with full batches). The
+                caller removes the folder when done.
+            checkpoint_seconds: the least time between final-fit checkpoints.
         """
         self._validate_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
@@ -239,15 +250,15 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         weights = weights / weights.mean()
         self.bounds_ = self._bounds(X)
         seed = _seed(self.random_state)
-        context = _Context(self, X, targets, weights, seed)
+        context = _Context(self, X, targets, weights, seed, checkpoint_dir)
         if self.prior == "auto":
             chosen, mask = self._cross_validate(context)
         else:
             chosen, mask = self._fixed_candidate(), None
             self.best_index_, self.cv_results_ = None, {}
         self.best_prior_ = chosen.name
-        self.model_ = context.fit(chosen, steps=self.steps, masks=None if mask is None
-                                  else mask[None], splits=None)
+        self.model_, self.history_ = context.fit_final(chosen, None if mask is None else mask[None],
+                                                       checkpoint_seconds)
         self.model_.metadata = self._metadata()
         return self
 
@@ -314,7 +325,14 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         with_prior = [i for i, name in enumerate(names) if CANDIDATES[name].gradient_weight]
         if screening and with_prior and context.x.shape[1] >= SCREEN_MIN_INPUTS:
             base = names[min(with_prior, key=lambda i: losses[i].mean())]
-            relevance_masks = context.screen(models[base], splits)
+            relevance_masks = context.recall("screen")
+            if relevance_masks is None:
+                model = models[base] or context.fit(CANDIDATES[base], steps=cv_steps, masks=None,
+                                                    splits=splits)
+                screen = context.screen(model, splits)
+                relevance_masks = screen or ()
+                context.remember("screen", [m.tolist() for m in relevance_masks])
+            relevance_masks = tuple(np.asarray(m, np.float32) for m in relevance_masks) or None
             if relevance_masks is not None:
                 screened = dataclasses.replace(CANDIDATES[base], name="screened")
                 self._score(context, screened, splits, cv_steps, relevance_masks[0], names,
@@ -339,17 +357,23 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         return CANDIDATES[name], None
 
     def _score(self, context, candidate, splits, cv_steps, masks, names, losses, seconds):
-        start = time.perf_counter()
-        model = context.fit(candidate, steps=cv_steps, masks=masks, splits=splits)
-        predicted = model.predict_members(context.x)  # (n, folds, m)
-        fold_losses = []
-        for j, (_, rows) in enumerate(splits):
-            residual = (predicted[rows, j] - context.y[rows]) / context.spread
-            fold_losses.append(np.average(np.mean(residual**2, axis=1),
-                                          weights=context.weights[rows]))
+        """Cross-validates `candidate`; returns its stack (None if its scores were on disk)."""
+        model, done = None, context.recall(f"cv-{candidate.name}")
+        if done is None:
+            start = time.perf_counter()
+            model = context.fit(candidate, steps=cv_steps, masks=masks, splits=splits)
+            predicted = model.predict_members(context.x)  # (n, folds, m)
+            fold_losses = []
+            for j, (_, rows) in enumerate(splits):
+                residual = (predicted[rows, j] - context.y[rows]) / context.spread
+                fold_losses.append(float(np.average(np.mean(residual**2, axis=1),
+                                                    weights=context.weights[rows])))
+            done = {"losses": fold_losses, "seconds": time.perf_counter() - start}
+            context.remember(f"cv-{candidate.name}", done)
+        fold_losses = done["losses"]
         names.append(candidate.name)
         losses.append(np.array(fold_losses))
-        seconds.append(time.perf_counter() - start)
+        seconds.append(done["seconds"])
         if self.verbose:
             print(f"GradINNRegressor: {candidate.name:>9}: held-out MSE "
                   f"{np.mean(fold_losses):.4g} ({seconds[-1]:.0f} s)", flush=True)
@@ -439,9 +463,12 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 class _Context:
     """What every fit of one `GradINNRegressor.fit` call shares: data, seeds, pool, GPs."""
 
-    def __init__(self, estimator: GradINNRegressor, x, y, weights, seed):
+    def __init__(self, estimator: GradINNRegressor, x, y, weights, seed, checkpoint_dir):
         from keras_gradinn import sampling
 
+        self.checkpoint_dir = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.estimator, self.x, self.y, self.weights = estimator, x, y, weights
         mean = np.average(y, axis=0, weights=weights)
         spread = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
@@ -450,10 +477,8 @@ class _Context:
         self.seed = seed
         seeds = np.random.SeedSequence(seed).generate_state(4) % (2**31 - 1)
         self.network_seed, self.prior_seed, self.collocation_seed, pool_seed = map(int, seeds)
-        bounds = estimator.bounds_
-        self.pool = sampling.sample(POOL_SIZE, bounds, method="sobol", seed=pool_seed,
-                                    contains=estimator.contains)
-        self.centre, self.half_width = sampling.centre_and_half_width(bounds)
+        self.pool = {"method": "sobol", "size": POOL_SIZE, "seed": pool_seed}
+        self.centre, self.half_width = sampling.centre_and_half_width(estimator.bounds_)
         self.z = (x - self.centre) / self.half_width
         self._processes: dict = {}
 
@@ -469,7 +494,42 @@ class _Context:
                                           fit_points=GP_FIT_POINTS)
         return self._processes[key]
 
-    def fit(self, candidate: Candidate, *, steps: int, masks, splits):
+    def recall(self, name: str):
+        """What `remember` kept under `name` in the checkpoint folder, or None."""
+        if self.checkpoint_dir is None or not (self.checkpoint_dir / f"{name}.json").is_file():
+            return None
+        return json.loads((self.checkpoint_dir / f"{name}.json").read_text())
+
+    def remember(self, name: str, value) -> None:
+        """Keeps a JSON value in the checkpoint folder (if any), written atomically."""
+        if self.checkpoint_dir is not None:
+            from keras_gradinn.checkpoints import write_atomically
+
+            write_atomically(self.checkpoint_dir / f"{name}.json", json.dumps(value))
+
+    def fit_final(self, candidate: Candidate, masks, checkpoint_seconds: float):
+        """The chosen candidate on all rows, checkpointed; returns (model, losses per epoch)."""
+        from keras_gradinn import checkpoints
+
+        steps = self.estimator.steps
+        epochs = steps // training.epoch_steps(steps)
+        if self.checkpoint_dir is None:
+            model = self.fit(candidate, steps=steps, masks=masks, splits=None, epochs=epochs)
+            return model, {k: [float(v) for v in values]
+                           for k, values in model.history.history.items()}
+        folder = self.checkpoint_dir / "final"
+        folder.mkdir(exist_ok=True)
+        latest = checkpoints.latest(folder)
+        history = {} if latest is None else json.loads((latest / "state.json").read_text())[
+            "history"]
+        saver = checkpoints.Checkpointer(folder, seconds=checkpoint_seconds, early_stopping=None,
+                                         history=history)
+        model = self.fit(candidate, steps=steps, masks=masks, splits=None, epochs=epochs,
+                         callbacks=[saver], resume=latest)
+        return model, saver.history
+
+    def fit(self, candidate: Candidate, *, steps: int, masks, splits, epochs: int = 1,
+            callbacks=(), resume=None):
         """`candidate` fitted as a stack: one member per (train, test) split, or one on all rows."""
         import keras
 
@@ -503,15 +563,16 @@ class _Context:
             prior = priors.build(candidate.prior, d, m, seed=self.prior_seed,
                                  **dict(candidate.options))
         model = GradINN(network, prior, bounds=e.bounds_, n_collocation=e.n_collocation,
-                        sampler=self.pool, gradient_weight=candidate.gradient_weight,
+                        sampler=self.pool, contains=e.contains,
+                        gradient_weight=candidate.gradient_weight,
                         seed=self.collocation_seed,
                         input_labels=[str(c) for c in getattr(e, "feature_names_in_", [])] or None)
         model.adapt(self.y, self.weights)  # the kernel prior's standardisation, too
         return training.train(model, self.x, self.y,
                               sample_weight=weights if splits is not None else weights[:, 0],
-                              steps=steps,
-                              learning_rate=e.learning_rate, batch_size=e.batch_size,
-                              seed=self.seed)
+                              steps=steps, learning_rate=e.learning_rate,
+                              batch_size=e.batch_size, seed=self.seed, epochs=epochs,
+                              callbacks=callbacks, resume=resume)
 
     def screen(self, model, splits) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-fold input masks from `model`'s fold members, and one for all rows; or None."""

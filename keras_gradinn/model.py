@@ -170,8 +170,11 @@ class GradINN(keras.Model):
             inside the graph; the quasi-random sets get a fresh random shift
             modulo the box at each step), a fixed array of points of shape
             (P, d) in user units (a random subset of `n_collocation` of them
-            each step), or a callable `sampler(n, rng) -> (n, d) array` in user
-            units, called on the host at every step.
+            each step), a dict `{"method": "sobol", "size": P, "seed": s}` for
+            such a pool drawn once by `sampling.sample` (inside `contains`,
+            if given; saved as the dict), or a callable
+            `sampler(n, rng) -> (n, d) array` in user units, called on the host
+            at every step.
         contains: optional `contains(x) -> bool mask` for domains that are
             not boxes; points are then drawn on the host by rejection.
         gradient_weight: lambda >= 0. With 0 the gradient term and its
@@ -212,7 +215,7 @@ class GradINN(keras.Model):
         *,
         bounds: Sequence[Sequence[float]] | np.ndarray,
         n_collocation: int = 1024,
-        sampler: str | np.ndarray | Sampler | None = "sobol",
+        sampler: str | np.ndarray | dict | Sampler | None = "sobol",
         contains: Callable[[np.ndarray], np.ndarray] | None = None,
         gradient_weight: float = 1e-2,
         jacobian: str = "auto",
@@ -459,7 +462,7 @@ class GradINN(keras.Model):
 
     def set_sampler(
         self,
-        sampler: str | np.ndarray | Sampler | None,
+        sampler: str | np.ndarray | dict | Sampler | None,
         *,
         contains: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:

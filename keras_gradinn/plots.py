@@ -59,8 +59,12 @@ def parity(
     figure.savefig(path, dpi=110)
 
 
-def loss_curves(path: str | pathlib.Path, history: dict[str, list[float]]) -> None:
-    """Data and gradient terms of the loss per epoch, training and validation."""
+def loss_curves(path: str | pathlib.Path, history: dict[str, list[float]], *,
+                steps_per_epoch: int | None = None) -> None:
+    """Data and gradient terms of the loss per epoch, training and validation.
+
+    With `steps_per_epoch`, the horizontal axis counts training steps.
+    """
     figure, axes = _figure(1, 2, (10, 4))
     for axis, term, title in zip(axes[0], ("data_loss", "gradient_loss"),
                                  ("Data term (standardised MSE)", "Gradient term")):
@@ -68,8 +72,9 @@ def loss_curves(path: str | pathlib.Path, history: dict[str, list[float]]) -> No
             values = history.get(prefix + term)
             if values:
                 label = "validation" if prefix else "training"
-                axis.plot(np.arange(1, len(values) + 1), values, style, label=label)
-        axis.set(xlabel="epoch", ylabel=term, title=title)
+                x = np.arange(1, len(values) + 1) * (steps_per_epoch or 1)
+                axis.plot(x, values, style, label=label)
+        axis.set(xlabel="step" if steps_per_epoch else "epoch", ylabel=term, title=title)
         if all(v > 0 for v in history.get(term, [0.0])):
             axis.set_yscale("log")
         axis.legend()

@@ -12,13 +12,17 @@ rows stops on noise.
 
 from __future__ import annotations
 
+import pathlib
+from typing import Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_gradinn.model import GradINN
 
-__all__ = ["FULL_BATCH_ROWS", "STEPS", "LEARNING_RATE", "train", "train_full_batch"]
+__all__ = ["FULL_BATCH_ROWS", "STEPS", "LEARNING_RATE", "epoch_steps", "train",
+           "train_full_batch"]
 
 #: Steps of the recipe (the benchmarks' budget).
 STEPS = 20_000
@@ -26,6 +30,11 @@ STEPS = 20_000
 LEARNING_RATE = 3e-3
 #: Up to this many rows, every step sees all of them.
 FULL_BATCH_ROWS = 1024
+
+
+def epoch_steps(steps: int, most: int = 500) -> int:
+    """The largest divisor of `steps` up to `most`: steps per epoch when a run is cut into epochs."""
+    return max(k for k in range(1, min(steps, most) + 1) if steps % k == 0)
 
 
 def train(
@@ -38,6 +47,9 @@ def train(
     learning_rate: float = LEARNING_RATE,
     batch_size: int = FULL_BATCH_ROWS,
     seed: int = 0,
+    epochs: int = 1,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    resume: pathlib.Path | None = None,
 ) -> GradINN:
     """Trains `model` on (x, y) for `steps` Adam steps with a cosine decay; returns it.
 
@@ -57,7 +69,19 @@ def train(
         learning_rate: initial learning rate.
         batch_size: rows per step above which batches are drawn.
         seed: seed of the batch order.
+        epochs: Keras epochs to cut the steps into (a divisor of `steps`;
+            callbacks see an epoch end after each), e.g. for checkpoints.
+        callbacks: Keras callbacks for `fit`.
+        resume: a checkpoint written by `checkpoints.Checkpointer` during an
+            earlier run of the same call, to continue from (with full
+            batches the continuation is exact).
+
+    Returns:
+        The model; its `history` attribute holds the losses per epoch (of
+        this call only).
     """
+    if steps % epochs:
+        raise ValueError(f"epochs must divide steps; got {epochs} epochs for {steps} steps")
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule))
     if not model.adapted:
@@ -75,7 +99,13 @@ def train(
         data = (tf.data.Dataset.from_tensor_slices(tuple(rows))
                 .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
                 .repeat().batch(batch_size, drop_remainder=True))
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    initial_epoch = 0
+    if resume is not None:
+        from keras_gradinn import checkpoints
+
+        initial_epoch, _ = checkpoints.restore(model, resume, None)
+    model.fit(data, epochs=epochs, steps_per_epoch=steps // epochs, initial_epoch=initial_epoch,
+              callbacks=list(callbacks), verbose=0)
     return model
 
 

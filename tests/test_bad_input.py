@@ -45,7 +45,8 @@ BOUNDS = [(0.0, 1.0), (10.0, 20.0)]
 X = kg.sampling.sample(8, BOUNDS, method="uniform", seed=0)
 Y = 2.0 * X[:, :1] + X[:, 1:] / 10.0
 FIT = {"epochs": 1, "batch_size": 8, "verbose": 0}
-TINY = ["--epochs", "1", "--width", "4", "--depth", "1", "--n-collocation", "8", "--quiet"]
+TINY = ["--steps", "1", "--prior", "smooth", "--width", "4", "--depth", "1", "--n-collocation",
+        "8", "--quiet"]
 
 
 class CliError(Exception):
@@ -527,7 +528,7 @@ CASES = [
         c.bounds(["input", "low", "high"], ["a", 0, 0.5], ["b", 10, 20]))), CliError,
          "training row(s) lie outside the bounds in"),
     Case("cli-fit-diverging", lambda c: functools.partial(
-        c.cli, *c.fit_args(c.data(), "--learning-rate", "1e30", "--epochs", "3")), CliError,
+        c.cli, *c.fit_args(c.data(), "--learning-rate", "1e30", "--steps", "3")), CliError,
          "NonFiniteLossError: training stopped at step"),
     # --- the command line: options ---
     Case("cli-fit-negative-gradient-weight", lambda c: functools.partial(
@@ -545,10 +546,17 @@ CASES = [
         c.cli, *c.fit_args(c.data(), "--seed", "-1")), CliError, "seed must be in [0, 2**31)"),
     Case("cli-fit-unknown-activation", lambda c: functools.partial(
         c.cli, *c.fit_args(c.data(), "--activation", "nosuch")), CliError,
-         "Could not interpret activation function identifier: nosuch"),
+         "The 'activation' parameter of GradINNRegressor must be a str among"),
+    Case("cli-fit-weight-with-auto-prior", lambda c: functools.partial(
+        c.cli, *c.fit_args(c.data(), "--prior", "auto", "--gradient-weight", "0.5")), CliError,
+         "gradient-weight needs a fixed --prior"),
+    Case("cli-fit-one-fold", lambda c: functools.partial(
+        c.cli, *c.fit_args(c.data(), "--cv", "1")), CliError, "cv must be >= 2"),
+    Case("cli-fit-zero-steps", lambda c: functools.partial(
+        c.cli, *c.fit_args(c.data(), "--steps", "0")), CliError, "steps must be >= 1"),
     Case("cli-fit-config-wrong-type", lambda c: functools.partial(c.cli, "fit", "--config", c.write(
-        "run.toml", f'data = "{c.data()}"\ninputs = ["a", "b"]\ntargets = ["u"]\nepochs = "ten"\n'),
-        "--out", c.run_dir), CliError, "option 'epochs' must be int; got 'ten'"),
+        "run.toml", f'data = "{c.data()}"\ninputs = ["a", "b"]\ntargets = ["u"]\nsteps = "ten"\n'),
+        "--out", c.run_dir), CliError, "option 'steps' must be int; got 'ten'"),
     Case("cli-fit-out-is-a-file", lambda c: functools.partial(
         c.cli, "fit", c.data(), "--inputs", "a,b", "--targets", "u", "--out",
         c.write("taken", "a file"), *TINY), CliError, "taken: exists and is not a directory"),

@@ -17,7 +17,8 @@ from keras_gradinn import demo
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(sys.executable).parent / "keras-gradinn"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-TINY = ["--epochs", "4", "--width", "8", "--depth", "1", "--n-collocation", "16", "--quiet"]
+TINY = ["--steps", "4", "--cv-steps", "2", "--width", "8", "--depth", "1", "--n-collocation", "16",
+        "--quiet"]
 
 
 def run(*args, cwd=ROOT, timeout=300):
@@ -74,7 +75,8 @@ def assert_clean_failure(result, fragment):
 def test_fit_predict_info_export_end_to_end(tmp_path):
     data = measurements(tmp_path / "data.csv")
     run_dir = tmp_path / "runs" / "first"
-    fitted = cli("fit", data, "--inputs", "a,b", "--targets", "u,v", "--out", run_dir, *TINY)
+    fitted = cli("fit", data, "--inputs", "a,b", "--targets", "u,v", "--out", run_dir,
+                 "--validation-split", "0.2", *TINY)
     assert fitted.returncode == 0, fitted.stderr[-2000:]
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "config.toml", "loss.png", "metrics.json", "model.keras", "parity.png", "slices.png"]
@@ -82,7 +84,11 @@ def test_fit_predict_info_export_end_to_end(tmp_path):
         assert (run_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["train_rmse"]) == {"u", "v"} and metrics["n_validation"] == 6
-    assert metrics["epochs"] == 4 and metrics["versions"]["keras_gradinn"] == kg.__version__
+    assert metrics["steps"] == 4 and metrics["versions"]["keras_gradinn"] == kg.__version__
+    # The default prior is chosen by cross-validation, and the choice is reported.
+    scores = {name: -c["mean_test_score"] for name, c in metrics["cross_validation"].items()}
+    assert set(scores) == {"none", "kernel", "smooth", "stiff"}
+    assert metrics["prior"] == min(scores, key=scores.get)
 
     points = write_csv(tmp_path / "points.csv", ["b", "a"], [[12.0, 0.5], [15.0, 0.25]])
     predicted = cli("predict", run_dir / "model.keras", points, "--gradient",
@@ -102,7 +108,9 @@ def test_fit_predict_info_export_end_to_end(tmp_path):
     described = cli("info", run_dir / "model.keras")
     assert described.returncode == 0, described.stderr[-2000:]
     assert "a " in described.stdout and "bounds [" in described.stdout
-    assert "validation rmse: u" in described.stdout and "prior: smooth_prior" in described.stdout
+    assert "validation rmse: u" in described.stdout
+    assert f"choice: {metrics['prior']}, by 5-fold cross-validation" in described.stdout
+    assert "<- chosen" in described.stdout
 
     exported = cli("export", run_dir / "model.keras", "--onnx", tmp_path / "m.onnx",
                    "--saved-model", tmp_path / "serving", "--with-gradient")
@@ -193,26 +201,29 @@ def test_fit_refuses_a_non_empty_run_dir_without_overwrite(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_fit_with_sparsity_trains_and_saves_a_sparse_smooth_prior(tmp_path, main_in_process):
+def test_fit_with_a_fixed_prior_and_weight_skips_the_choice(tmp_path, main_in_process):
     data = measurements(tmp_path / "data.csv")
     args = ["fit", data, "--inputs", "a,b", "--targets", "u", *TINY]
-    result = main_in_process(*args, "--sparsity", "1e-3", "--out", tmp_path / "run")
+    result = main_in_process(*args, "--prior", "stiff", "--gradient-weight", "0.5",
+                             "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr[-2000:]
     model = keras.models.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
-    assert model.prior.get_layer("field").kernel_regularizer.get_config() == {
-        "strength": 1e-3, "input_dim": 2, "output_dim": 1}
-    assert "sparsity = 0.001" in (tmp_path / "run" / "config.toml").read_text()
-    for flags, fragment in [(["--sparsity", "-1"], "sparsity must be finite and >= 0"),
-                            (["--sparsity", "1e-3", "--prior", "oscillatory"],
-                             "sparsity needs the smooth prior; got prior 'oscillatory'")]:
+    assert model.gradient_weight == 0.5
+    assert model.prior.get_layer("field").width == 8  # the stiff prior: 8 tanh units
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["prior"] == "stiff" and metrics["cross_validation"] is None
+    assert 'prior = "stiff"' in (tmp_path / "run" / "config.toml").read_text()
+    for flags, fragment in [(["--gradient-weight", "0.5"], "gradient-weight needs a fixed --prior"),
+                            (["--prior", "none", "--gradient-weight", "0.5"],
+                             "prior='none' has no gradient term")]:
         assert_clean_failure(main_in_process(*args, *flags, "--out", tmp_path / "bad"), fragment)
         assert not (tmp_path / "bad").exists()
 
 
 def test_config_file_errors_are_one_line(tmp_path, main_in_process):
-    (tmp_path / "run.toml").write_text('data = "d.csv"\ninputs = ["a"]\ntargets = ["u"]\nepoch = 3\n')
+    (tmp_path / "run.toml").write_text('data = "d.csv"\ninputs = ["a"]\ntargets = ["u"]\nstep = 3\n')
     result = main_in_process("fit", "--config", tmp_path / "run.toml", "--out", tmp_path / "run")
-    assert_clean_failure(result, "unknown option 'epoch'; did you mean 'epochs'?")
+    assert_clean_failure(result, "unknown option 'step'; did you mean 'steps'?")
 
 
 @pytest.mark.parametrize("content", [b"not a zip file", None])
@@ -297,15 +308,16 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path):
     import time
 
     data = measurements(tmp_path / "data.csv", n=60)
-    args = ["fit", data, "--inputs", "a,b", "--targets", "u", "--epochs", "120", "--width", "16",
-            "--depth", "2", "--n-collocation", "32", "--checkpoint-seconds", "0", "--quiet"]
+    args = ["fit", data, "--inputs", "a,b", "--targets", "u", "--steps", "3000", "--cv-steps",
+            "200", "--width", "16", "--depth", "2", "--n-collocation", "32",
+            "--checkpoint-seconds", "0", "--quiet"]
     assert cli(*args, "--out", tmp_path / "whole").returncode == 0
 
     checkpoint = tmp_path / ".killed.checkpoint"
     process = subprocess.Popen([str(SCRIPT), *map(str, args), "--out", str(tmp_path / "killed")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.monotonic() + 240
-    while not any(int(p.name[6:]) >= 5 for p in checkpoint.glob("epoch-*")):
+    while not any(int(p.name[6:]) >= 5 for p in checkpoint.glob("final/epoch-*")):
         assert process.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
         time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
@@ -321,8 +333,10 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     metrics = [json.loads((tmp_path / run / "metrics.json").read_text())
                for run in ("whole", "killed")]
-    assert metrics[0]["epochs"] == metrics[1]["epochs"]
-    assert metrics[0]["validation_rmse"] == metrics[1]["validation_rmse"]
+    for key in ("train_rmse", "prior", "train_data_loss"):
+        assert metrics[0][key] == metrics[1][key], key
+    for name, scores in metrics[0]["cross_validation"].items():
+        assert scores["mean_test_score"] == metrics[1]["cross_validation"][name]["mean_test_score"]
 
 
 def test_resume_without_an_interrupted_run_is_refused(tmp_path, main_in_process):
