@@ -125,13 +125,17 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         cv: folds of the cross-validation: an integer k for k shuffled folds
             (at most one per row), or as `GridSearchCV` takes it: a
             scikit-learn splitter, or an iterable of (train, test) indices.
-        cv_steps: training steps of each fold fit (None: `steps // 4`).
+        cv_steps: training steps of each fold fit (None: `steps // 8`).
+        n_members: networks in the final model, each trained on all rows
+            from its own initial weights; predictions are their mean. 1
+            gives a single network.
         random_state: seed of the folds, weights and collocation draws
             (None: fresh each fit).
         verbose: 1 to print the cross-validation as it goes.
 
     Attributes:
-        model_: the fitted `GradINN` (a stacked network of one member).
+        model_: the fitted `GradINN`, its network a stack of `n_members`
+            members (`StackedMLP`).
         history_: the final fit's `loss`, `data_loss` and `gradient_loss`
             at the end of each of its epochs (`training.epoch_steps` steps).
         best_prior_: the name of the chosen (or fixed) prior.
@@ -168,6 +172,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_collocation": [Interval(numbers.Integral, 1, None, closed="left")],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), "cv_object"],
+        "n_members": [Interval(numbers.Integral, 1, None, closed="left")],
         "cv_steps": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -190,6 +195,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         n_collocation: int = 256,
         cv=5,
         cv_steps: int | None = None,
+        n_members: int = 5,
         random_state=None,
         verbose: int = 0,
     ):
@@ -207,6 +213,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         self.n_collocation = n_collocation
         self.cv = cv
         self.cv_steps = cv_steps
+        self.n_members = n_members
         self.random_state = random_state
         self.verbose = verbose
 
@@ -257,8 +264,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             chosen, mask = self._fixed_candidate(), None
             self.best_index_, self.cv_results_ = None, {}
         self.best_prior_ = chosen.name
-        self.model_, self.history_ = context.fit_final(chosen, None if mask is None else mask[None],
-                                                       checkpoint_seconds)
+        masks = None if mask is None else np.repeat(mask[None], self.n_members, axis=0)
+        self.model_, self.history_ = context.fit_final(chosen, masks, checkpoint_seconds)
         self.model_.metadata = self._metadata()
         return self
 
@@ -316,7 +323,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
     def _cross_validate(self, context: "_Context") -> tuple[Candidate, np.ndarray | None]:
         chosen_names, screening = self._candidate_names()
         splits = self._splits(context)
-        cv_steps = self.cv_steps or max(1, self.steps // 4)
+        cv_steps = self.cv_steps or max(1, self.steps // 8)
         names, losses, seconds, models = [], [], [], {}
         for name in chosen_names:
             models[name] = self._score(context, CANDIDATES[name], splits, cv_steps, None,
@@ -539,8 +546,8 @@ class _Context:
         from keras_gradinn.stacked import StackedMLP
 
         e, n = self.estimator, len(self.x)
-        members = 1 if splits is None else len(splits)
-        kept = [np.arange(n)] if splits is None else [train for train, _ in splits]
+        members = e.n_members if splits is None else len(splits)
+        kept = [np.arange(n)] * members if splits is None else [train for train, _ in splits]
         weights = np.zeros((n, members))
         for j, rows in enumerate(kept):
             weights[rows, j] = self.weights[rows] * n / self.weights[rows].sum()
@@ -550,8 +557,9 @@ class _Context:
                            seed=self.network_seed, input_mask=masks, name="members")
         network = keras.Model(inputs, stack(inputs), name="mlp")
         if candidate.prior == "kernel":
-            field = KernelField.of([self.process(rows) for rows in kept],
-                                   stacked=splits is not None, name="field")
+            # Fold members each have their fold's GP; an ensemble shares one.
+            processes = [self.process(rows) for rows in (kept if splits else kept[:1])]
+            field = KernelField.of(processes, stacked=splits is not None, name="field")
             z = keras.Input((d,), name="z")
             prior = keras.Model(z, field(z), name="kernel_prior")
         elif candidate.prior in ("none", "constant"):

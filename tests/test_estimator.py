@@ -93,6 +93,17 @@ def test_a_saved_estimator_loads_with_its_choice_and_predictions(auto, tmp_path)
         GradINNRegressor.load(tmp_path / "plain.keras")
 
 
+def test_the_final_model_is_an_ensemble_of_n_members():
+    model = GradINNRegressor(prior="smooth", **{**TINY, "n_members": 3}).fit(X, Y)
+    assert model.model_.members == 3
+    members = model.model_.predict_members(X)[:, :, 0]
+    assert np.all(np.std(members, axis=1) > 0)  # different initial weights
+    np.testing.assert_allclose(model.predict(X), members.mean(axis=1), rtol=1e-5, atol=1e-6)
+    single = GradINNRegressor(prior="smooth", **{**TINY, "n_members": 1}).fit(X, Y)
+    assert single.model_.members == 1
+    np.testing.assert_allclose(single.predict(X), members[:, 0], rtol=1e-5, atol=1e-6)
+
+
 def test_dataframes_name_the_inputs():
     pandas = pytest.importorskip("pandas")
     frame = pandas.DataFrame(X, columns=["load", "span", "thickness", "colour"])

@@ -29,6 +29,20 @@ def trained_model(activation="silu", m=1, network=None):
     return model
 
 
+@pytest.mark.parametrize("m", [1, 3])
+def test_a_stacked_network_exports_the_members_mean_and_its_jacobian(tmp_path, m):
+    model = trained_model(m=m, network=kg.mlp(3, m, width=16, depth=2, seed=1, members=4))
+    path = export.to_onnx(model, tmp_path / "model.onnx", with_gradient=True)
+    x = kg.sampling.sample(50, BOUNDS, seed=5)
+    out = onnx_outputs(path, x)
+    np.testing.assert_allclose(out["y"], model.predict_members(x).mean(axis=1), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(out["dy_dx"], model.predict_gradient(x, members=True).mean(axis=1),
+                               rtol=1e-5, atol=1e-5)
+    serving = export.to_saved_model(model, tmp_path / "serving", with_gradient=True)
+    assert (serving / "saved_model.pb").is_file()
+
+
 def onnx_outputs(path, x):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
