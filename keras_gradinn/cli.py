@@ -59,7 +59,10 @@ def _fit_parser(commands) -> None:
                      help="initial Adam learning rate, cosine-decayed to 0 (default 0.003)")
     fit.add_argument("--cv", type=int, help="cross-validation folds for --prior auto (default 5)")
     fit.add_argument("--cv-steps", type=int,
-                     help="training steps of each fold fit (default: a quarter of --steps)")
+                     help="training steps of each fold fit (default: an eighth of --steps)")
+    fit.add_argument("--members", type=int, dest="n_members",
+                     help="networks in the final ensemble, trained from different initial "
+                     "weights (default 5)")
     held_out = fit.add_mutually_exclusive_group()
     held_out.add_argument("--validation-split", type=float,
                           help="fraction of rows held out at random and only reported "
@@ -69,7 +72,7 @@ def _fit_parser(commands) -> None:
     fit.add_argument("--width", type=int, help="network width (default 64)")
     fit.add_argument("--depth", type=int, help="network hidden layers (default 3)")
     fit.add_argument("--activation", help="network activation (default silu)")
-    fit.add_argument("--n-collocation", type=int, help="collocation points per step (default 256)")
+    fit.add_argument("--n-collocation", type=int, help="collocation points per step (default 128)")
     fit.add_argument("--checkpoint-seconds", type=float,
                      help="checkpoint at most this often, for --resume (default 30)")
     fit.add_argument("--resume", action="store_true",

@@ -33,37 +33,44 @@ class CommandError(ValueError):
     """A command cannot run as asked; the message says why in one line."""
 
 
-#: Every option of `fit`, with its default (those of `GradINNRegressor`). A TOML
-#: config may set any of them.
+def _estimator_defaults() -> dict[str, Any]:
+    """`GradINNRegressor`'s defaults for the options `fit` passes on: one recipe, one place."""
+    from keras_gradinn.estimator import GradINNRegressor
+
+    params = GradINNRegressor().get_params()
+    keys = ("prior", "gradient_weight", "steps", "batch_size", "learning_rate", "cv", "cv_steps",
+            "n_members", "width", "depth", "activation", "n_collocation")
+    return {key: params[key] for key in keys}
+
+
+#: Every option of `fit`, with its default (the estimator's, for the options it
+#: takes). A TOML config may set any of them.
 DEFAULTS: dict[str, Any] = {
     "data": None,
     "inputs": None,
     "targets": None,
-    "prior": "auto",
-    "gradient_weight": None,
+    **_estimator_defaults(),
     "bounds": "auto",
-    "steps": 20_000,
-    "batch_size": 1024,
-    "learning_rate": 3e-3,
-    "cv": 5,
-    "cv_steps": None,
     "validation_split": 0.0,
     "validation": None,
     "seed": 0,
-    "width": 64,
-    "depth": 3,
-    "activation": "silu",
-    "n_collocation": 256,
     "checkpoint_seconds": 30.0,
 }
 _TYPES = {
     "data": str, "inputs": list, "targets": list, "prior": str, "gradient_weight": float,
     "bounds": str, "steps": int, "batch_size": int, "learning_rate": float, "cv": int,
-    "cv_steps": int, "validation_split": float, "validation": str, "seed": int, "width": int,
-    "depth": int, "activation": str, "n_collocation": int, "checkpoint_seconds": float,
+    "cv_steps": int, "n_members": int, "validation_split": float, "validation": str,
+    "seed": int, "width": int, "depth": int, "activation": str, "n_collocation": int,
+    "checkpoint_seconds": float,
 }
+def _priors() -> tuple[str, ...]:
+    from keras_gradinn.estimator import CANDIDATES, FIXED
+
+    return ("auto", *CANDIDATES, *FIXED)
+
+
 #: The choices of `--prior`: "auto", or a prior to fix.
-PRIORS = ("auto", "none", "kernel", "smooth", "stiff", "oscillatory", "constant")
+PRIORS = _priors()
 
 
 def _check_value(key: str, value: Any) -> Any:
@@ -118,6 +125,7 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
          "gradient-weight needs a fixed --prior (auto gives each candidate its own)"),
         (config["cv"] >= 2, "cv must be >= 2"),
         (config["cv_steps"] is None or config["cv_steps"] >= 1, "cv-steps must be >= 1"),
+        (config["n_members"] >= 1, "members must be >= 1"),
         (0 <= config["validation_split"] < 1, "validation-split must be in [0, 1)"),
         (config["n_collocation"] >= 1, "n-collocation must be >= 1"),
         (config["width"] >= 1 and config["depth"] >= 1, "width and depth must be >= 1"),
@@ -271,7 +279,8 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         width=config["width"], depth=config["depth"], activation=config["activation"],
         steps=config["steps"], learning_rate=config["learning_rate"],
         batch_size=config["batch_size"], n_collocation=config["n_collocation"], cv=config["cv"],
-        cv_steps=config["cv_steps"], random_state=config["seed"], verbose=0 if quiet else 1)
+        cv_steps=config["cv_steps"], n_members=config["n_members"], random_state=config["seed"],
+        verbose=0 if quiet else 1)
     created = [p for p in (checkpoint_dir, *checkpoint_dir.parents) if not p.exists()]
     if not resume:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)

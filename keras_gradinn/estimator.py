@@ -192,7 +192,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         steps: int = training.STEPS,
         learning_rate: float = training.LEARNING_RATE,
         batch_size: int = training.FULL_BATCH_ROWS,
-        n_collocation: int = 256,
+        n_collocation: int = 128,
         cv=5,
         cv_steps: int | None = None,
         n_members: int = 5,

@@ -95,7 +95,8 @@ def slices(
     For input j, the other inputs are held at `centre`; the left panel shows
     the surrogate's outputs along x_j, the right panel d y / d x_j together
     with the prior's field converted to the same units (what the gradient
-    term pulled it towards). Ticks on the x axis mark the data's x_j.
+    term pulled it towards; for an ensemble, the members' mean of both).
+    Ticks on the x axis mark the data's x_j.
     """
     import keras
 
@@ -110,7 +111,9 @@ def slices(
         y = model.predict(grid, verbose=0)
         jacobian = model.predict_gradient(grid)
         z = (grid - middle) / half_width
-        field = keras.ops.convert_to_numpy(model.prior(z.astype("float32"))).reshape(-1, m, d)
+        field = keras.ops.convert_to_numpy(model.prior(z.astype("float32")))
+        # A prior with one field per ensemble member is shown as the members' mean.
+        field = field.reshape(points, -1, m, d).mean(axis=1)
         prior = field * std[None, :, None] / half_width[None, None, :]
         value_axis, gradient_axis = axes[j]
         for i, name in enumerate(model.output_labels):
