@@ -55,22 +55,59 @@ SCREEN_THRESHOLD = 0.3
 POOL_SIZE = 2**14
 #: The Gaussian process of the kernel prior: restarts, rows for its
 #: hyper-parameters, rows it is conditioned on.
-GP_RESTARTS, GP_FIT_POINTS, GP_MAX_POINTS = 1, 300, 1000
+GP_RESTARTS, GP_FIT_POINTS, GP_MAX_POINTS = 3, 300, 1000
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     """A prior and its gradient weight, as the estimator builds it.
 
-    `prior` is `"none"` (no gradient term), `"kernel"`, `"smooth"`,
-    `"oscillatory"` or `"constant"`; `options` are keyword arguments of the
-    `priors` builder.
+    `prior` is `"none"` (no gradient term), `"kernel"` (`priors.kernel`, on
+    the rows the fit sees), `"smooth"`, `"oscillatory"` or `"constant"`;
+    `options` are keyword arguments of that `priors` builder, as
+    `(name, value)` pairs. Pass Candidates as `GradINNRegressor(prior=...)`
+    to fix one, or in `candidates=[...]` to choose among your own.
+
+    Example:
+        >>> Candidate("wavy", "oscillatory", 0.03, (("frequency", 1.0),)).checked().name
+        'wavy'
     """
 
     name: str
     prior: str
     gradient_weight: float
     options: tuple[tuple[str, Any], ...] = ()
+
+    KINDS = ("none", "kernel", "smooth", "oscillatory", "constant")
+
+    def checked(self) -> "Candidate":
+        """This candidate, or a ValueError naming what is wrong with it."""
+        if self.prior not in self.KINDS:
+            raise ValueError(f"Candidate {self.name!r}: prior must be one of {self.KINDS}; "
+                             f"got {self.prior!r}")
+        weight = self.gradient_weight
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not (
+                np.isfinite(weight) and weight >= 0):
+            raise ValueError(f"Candidate {self.name!r}: gradient_weight must be finite and >= 0; "
+                             f"got {weight!r}")
+        if (self.prior == "none") != (weight == 0):
+            raise ValueError(f"Candidate {self.name!r}: prior 'none' and only it has weight 0; "
+                             f"got prior {self.prior!r} with weight {weight!r}")
+        if not all(isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str)
+                   for o in self.options):
+            raise ValueError(f"Candidate {self.name!r}: options must be (name, value) pairs; "
+                             f"got {self.options!r}")
+        return self
+
+    def as_dict(self) -> dict:
+        """A JSON-serialisable form; `Candidate.of(d)` reads it back."""
+        return {"name": self.name, "prior": self.prior, "gradient_weight": self.gradient_weight,
+                "options": [list(option) for option in self.options]}
+
+    @classmethod
+    def of(cls, value: dict) -> "Candidate":
+        return cls(value["name"], value["prior"], value["gradient_weight"],
+                   tuple(tuple(option) for option in value["options"]))
 
 
 #: The candidates of `prior="auto"`, in order; also the priors one can fix by name.
@@ -103,13 +140,14 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     Args:
         prior: `"auto"` to choose among `CANDIDATES` by cross-validation, or
-            the name of one prior to fit without a choice (a key of
-            `CANDIDATES`, or `"oscillatory"`, `"constant"`).
+            one prior to fit without a choice: a name (a key of `CANDIDATES`,
+            or `"oscillatory"`, `"constant"`) or a `Candidate`.
         gradient_weight: with a fixed `prior`, its weight (None: the
             candidate's); must be None with `"auto"`.
-        candidates: with `"auto"`, the names of the candidates to choose
-            among (None: all of `CANDIDATES`, and "screened" where it
-            applies); must include "none".
+        candidates: with `"auto"`, the candidates to choose among: names
+            from `CANDIDATES`, `Candidate` objects, and `"screened"` to try
+            screening the best of them (None: all of `CANDIDATES` and
+            `"screened"`).
         bounds: the domain box, one `(low, high)` per input; None for the
             data's range widened by 5 % on each side.
         contains: optional `contains(x) -> bool mask` for a domain that is
@@ -139,6 +177,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         history_: the final fit's `loss`, `data_loss` and `gradient_loss`
             at the end of each of its epochs (`training.epoch_steps` steps).
         best_prior_: the name of the chosen (or fixed) prior.
+        best_candidate_: that `Candidate` ("screened": the screened
+            candidate's prior and weight).
         best_index_: its row in `cv_results_` (None without a choice).
         cv_results_: like `GridSearchCV`'s: `params`, `split<i>_test_score`
             (negative mean squared error of the standardised targets on fold
@@ -158,7 +198,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "prior": [StrOptions({"auto", *CANDIDATES, *FIXED})],
+        "prior": [StrOptions({"auto", *CANDIDATES, *FIXED}), Candidate],
         "gradient_weight": [Interval(numbers.Real, 0, None, closed="left"), None],
         "candidates": ["array-like", None],
         "bounds": ["array-like", None],
@@ -180,10 +220,10 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        prior: str = "auto",
+        prior: str | Candidate = "auto",
         *,
         gradient_weight: float | None = None,
-        candidates: Sequence[str] | None = None,
+        candidates: Sequence[str | Candidate] | None = None,
         bounds=None,
         contains: Callable[[np.ndarray], np.ndarray] | None = None,
         width: int = 64,
@@ -264,13 +304,17 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             chosen, mask = self._fixed_candidate(), None
             self.best_index_, self.cv_results_ = None, {}
         self.best_prior_ = chosen.name
+        self.best_candidate_ = chosen
         masks = None if mask is None else np.repeat(mask[None], self.n_members, axis=0)
         self.model_, self.history_ = context.fit_final(chosen, masks, checkpoint_seconds)
         self.model_.metadata = self._metadata()
         return self
 
     def _fixed_candidate(self) -> Candidate:
-        candidate = CANDIDATES.get(self.prior) or FIXED[self.prior]
+        if isinstance(self.prior, Candidate):
+            candidate = self.prior.checked()
+        else:
+            candidate = CANDIDATES.get(self.prior) or FIXED[self.prior]
         if self.gradient_weight is not None:
             candidate = dataclasses.replace(candidate, gradient_weight=float(self.gradient_weight))
         if candidate.prior == "none" and candidate.gradient_weight:
@@ -309,61 +353,66 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("cv must give at least one split, each with training and test rows")
         return splits
 
-    def _candidate_names(self) -> tuple[list[str], bool]:
+    def _candidate_list(self) -> tuple[list[Candidate], bool]:
         """The candidates to cross-validate, and whether to try screening."""
         if self.candidates is None:
-            return list(CANDIDATES), True
-        names = [str(name) for name in self.candidates]
-        unknown = sorted(set(names) - {*CANDIDATES, "screened"})
-        if unknown or "none" not in names or len(set(names)) != len(names):
-            raise ValueError(f"candidates must be distinct names from {[*CANDIDATES, 'screened']} "
-                             f"including 'none'; got {names}")
-        return [name for name in CANDIDATES if name in names], "screened" in names
+            return list(CANDIDATES.values()), True
+        chosen, screening = [], False
+        for item in self.candidates:
+            if isinstance(item, Candidate):
+                chosen.append(item.checked())
+            elif item == "screened":
+                screening = True
+            elif item in CANDIDATES:
+                chosen.append(CANDIDATES[item])
+            else:
+                raise ValueError(f"candidates must be Candidate objects or names from "
+                                 f"{[*CANDIDATES, 'screened']}; got {item!r}")
+        names = [c.name for c in chosen]
+        if not chosen or len(set(names)) != len(names) or "screened" in names:
+            raise ValueError(f"candidates must name at least one prior, each once (and none "
+                             f"'screened', which is derived); got {names}")
+        return chosen, screening
 
     def _cross_validate(self, context: "_Context") -> tuple[Candidate, np.ndarray | None]:
-        chosen_names, screening = self._candidate_names()
+        chosen, screening = self._candidate_list()
         splits = self._splits(context)
         cv_steps = self.cv_steps or max(1, self.steps // 8)
-        names, losses, seconds, models = [], [], [], {}
-        for name in chosen_names:
-            models[name] = self._score(context, CANDIDATES[name], splits, cv_steps, None,
-                                       names, losses, seconds)
-        base, relevance_masks = None, None
-        with_prior = [i for i, name in enumerate(names) if CANDIDATES[name].gradient_weight]
+        tried, losses, seconds, models = [], [], [], {}
+        for candidate in chosen:
+            models[candidate.name] = self._score(context, candidate, splits, cv_steps, None,
+                                                 tried, losses, seconds)
+        screened = None
+        with_prior = [i for i, c in enumerate(tried) if c.gradient_weight]
         if screening and with_prior and context.x.shape[1] >= SCREEN_MIN_INPUTS:
-            base = names[min(with_prior, key=lambda i: losses[i].mean())]
-            relevance_masks = context.recall("screen")
-            if relevance_masks is None:
-                model = models[base] or context.fit(CANDIDATES[base], steps=cv_steps, masks=None,
-                                                    splits=splits)
-                screen = context.screen(model, splits)
-                relevance_masks = screen or ()
-                context.remember("screen", [m.tolist() for m in relevance_masks])
-            relevance_masks = tuple(np.asarray(m, np.float32) for m in relevance_masks) or None
-            if relevance_masks is not None:
-                screened = dataclasses.replace(CANDIDATES[base], name="screened")
-                self._score(context, screened, splits, cv_steps, relevance_masks[0], names,
-                            losses, seconds)
+            base = tried[min(with_prior, key=lambda i: losses[i].mean())]
+            masks = context.recall("screen")
+            if masks is None:
+                model = models[base.name] or context.fit(base, steps=cv_steps, masks=None,
+                                                         splits=splits)
+                masks = [m.tolist() for m in context.screen(model, splits) or ()]
+                context.remember("screen", masks)
+            if masks:
+                screened = (dataclasses.replace(base, name="screened"),
+                            np.asarray(masks[1], np.float32))
+                self._score(context, screened[0], splits, cv_steps,
+                            np.asarray(masks[0], np.float32), tried, losses, seconds)
         scores = -np.array(losses)  # (candidates, folds)
         mean = scores.mean(axis=1)
         self.best_index_ = int(np.argmax(mean))
         self.cv_results_ = {
-            "params": [{"prior": name} for name in names],
+            "params": [{"prior": c.name} for c in tried],
             **{f"split{i}_test_score": scores[:, i] for i in range(len(splits))},
             "mean_test_score": mean,
             "std_test_score": scores.std(axis=1),
             "rank_test_score": (np.argsort(np.argsort(-mean, kind="stable")) + 1).astype(int),
             "fit_time": np.array(seconds),
-            "gradient_weight": np.array([
-                (CANDIDATES[base] if name == "screened" else CANDIDATES[name]).gradient_weight
-                for name in names]),
+            "gradient_weight": np.array([c.gradient_weight for c in tried]),
         }
-        name = names[self.best_index_]
-        if name == "screened":
-            return dataclasses.replace(CANDIDATES[base], name="screened"), relevance_masks[1]
-        return CANDIDATES[name], None
+        best = tried[self.best_index_]
+        return (best, screened[1]) if best.name == "screened" else (best, None)
 
-    def _score(self, context, candidate, splits, cv_steps, masks, names, losses, seconds):
+    def _score(self, context, candidate, splits, cv_steps, masks, tried, losses, seconds):
         """Cross-validates `candidate`; returns its stack (None if its scores were on disk)."""
         model, done = None, context.recall(f"cv-{candidate.name}")
         if done is None:
@@ -378,7 +427,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             done = {"losses": fold_losses, "seconds": time.perf_counter() - start}
             context.remember(f"cv-{candidate.name}", done)
         fold_losses = done["losses"]
-        names.append(candidate.name)
+        tried.append(candidate)
         losses.append(np.array(fold_losses))
         seconds.append(done["seconds"])
         if self.verbose:
@@ -410,8 +459,11 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     def _metadata(self) -> dict:
         params = {k: v for k, v in self.get_params().items() if k != "contains"}
+        if isinstance(params["prior"], Candidate):
+            params["prior"] = params["prior"].as_dict()
         if params["candidates"] is not None:
-            params["candidates"] = [str(name) for name in params["candidates"]]
+            params["candidates"] = [c.as_dict() if isinstance(c, Candidate) else str(c)
+                                    for c in params["candidates"]]
         if params["bounds"] is not None:
             params["bounds"] = np.asarray(params["bounds"], dtype=float).tolist()
         if isinstance(params["random_state"], np.random.RandomState):
@@ -423,7 +475,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         results = {key: (value.tolist() if isinstance(value, np.ndarray) else value)
                    for key, value in self.cv_results_.items()}
         return {"estimator": "GradINNRegressor", "params": params,
-                "best_prior": self.best_prior_, "best_index": self.best_index_,
+                "best_prior": self.best_prior_, "best_candidate": self.best_candidate_.as_dict(),
+                "best_index": self.best_index_,
                 "cv_results": results, "y_ndim": self._y_ndim,
                 "feature_names_in": (None if not hasattr(self, "feature_names_in_")
                                      else [str(n) for n in self.feature_names_in_])}
@@ -447,8 +500,15 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         if not isinstance(model, GradINN) or info.get("estimator") != "GradINNRegressor":
             raise ValueError(f"{str(path)!r} holds no GradINNRegressor (save one with "
                              f"GradINNRegressor.save)")
-        estimator = cls(**info["params"])
+        params = dict(info["params"])
+        if isinstance(params["prior"], dict):
+            params["prior"] = Candidate.of(params["prior"])
+        if params["candidates"] is not None:
+            params["candidates"] = [Candidate.of(c) if isinstance(c, dict) else c
+                                    for c in params["candidates"]]
+        estimator = cls(**params)
         estimator.model_ = model
+        estimator.best_candidate_ = Candidate.of(info["best_candidate"])
         estimator.best_prior_, estimator.best_index_ = info["best_prior"], info["best_index"]
         estimator.cv_results_ = {key: (np.asarray(value) if key != "params" else value)
                                  for key, value in info["cv_results"].items()}
@@ -565,7 +625,8 @@ class _Context:
         elif candidate.prior in ("none", "constant"):
             prior = priors.constant(d, m)
         elif candidate.prior == "smooth":
-            prior = priors.smooth(d, m, seed=self.prior_seed, members=members,
+            # With screening, the prior's field reads only the kept inputs, too.
+            prior = priors.smooth(d, m, seed=self.prior_seed, members=members, input_mask=masks,
                                   **dict(candidate.options))
         else:
             prior = priors.build(candidate.prior, d, m, seed=self.prior_seed,

@@ -161,7 +161,8 @@ class InputGroupLasso(keras.regularizers.Regularizer):
     For the kernel `W` (k, m*d) of a prior's output layer, whose column
     `i*d + j` makes the field's entry (output i, input j), the penalty is
     `strength * sum_j ||W[:, i*d + j for every i]||_2`: one Euclidean norm per
-    input. As the L1 norm does for single weights, it favours whole groups
+    input. For a stacked prior's kernel (members, k, m*d) it is the sum of
+    the members' penalties. As the L1 norm does for single weights, it favours whole groups
     at zero, so the field, and through the gradient term the network's
     Jacobian, stops depending on inputs the data do not need (the belief
     "few inputs matter", what a Gaussian process's ARD length scales learn).
@@ -183,9 +184,10 @@ class InputGroupLasso(keras.regularizers.Regularizer):
         self.input_dim, self.output_dim = _check_dims(input_dim, output_dim)
 
     def __call__(self, kernel):
-        groups = keras.ops.reshape(kernel, (-1, self.output_dim, self.input_dim))
+        members = kernel.shape[0] if len(kernel.shape) == 3 else 1
+        groups = keras.ops.reshape(kernel, (members, -1, self.output_dim, self.input_dim))
         # The small constant keeps the gradient finite at a group of zeros.
-        norms = keras.ops.sqrt(keras.ops.sum(keras.ops.square(groups), axis=(0, 1)) + 1e-12)
+        norms = keras.ops.sqrt(keras.ops.sum(keras.ops.square(groups), axis=(1, 2)) + 1e-12)
         return self.strength * keras.ops.sum(norms)
 
     def get_config(self):
@@ -232,6 +234,7 @@ def smooth(
     sparsity: float = 0.0,
     seed: int | None = None,
     members: int | None = None,
+    input_mask: np.ndarray | None = None,
     name: str = "smooth_prior",
 ) -> keras.Model:
     """A prior for a Jacobian that varies smoothly and slowly over the domain.
@@ -263,7 +266,9 @@ def smooth(
         members: None for one field; an integer k for one field per member
             of a stacked network (`mlp(..., members=k)`), each trained with
             its own member. Member j equals the prior built with
-            `seed=stacked.member_seeds(seed, k)[j]`. No `sparsity` then.
+            `seed=stacked.member_seeds(seed, k)[j]`.
+        input_mask: with `members`, an optional 0/1 array (k, d): member j's
+            field reads only the inputs where `input_mask[j]` is 1.
         name: model name.
 
     Returns:
@@ -279,16 +284,17 @@ def smooth(
     width, depth = positive_int(width, "width"), positive_int(depth, "depth")
     initial_scale = non_negative(initial_scale, "initial_scale")
     sparsity = non_negative(sparsity, "sparsity")
+    regularizer = InputGroupLasso(sparsity, d, m) if sparsity else None
+    if input_mask is not None and members is None:
+        raise ValueError("input_mask applies to a stacked prior (members)")
     if members is not None:
-        if sparsity:
-            raise ValueError("a stacked smooth prior (members) has no sparsity option")
         from keras_gradinn.stacked import StackedMLP
 
         inputs = keras.Input(shape=(d,), name="z")
         stack = StackedMLP(members, m * d, width=width, depth=depth, activation=activation,
-                           kernel_initializer="lecun_normal", seed=seed, name="field")
+                           kernel_initializer="lecun_normal", seed=seed, input_mask=input_mask,
+                           output_regularizer=regularizer, name="field")
         return _rescale_field(keras.Model(inputs, stack(inputs), name=name), initial_scale)
-    regularizer = InputGroupLasso(sparsity, d, m) if sparsity else None
     model = dense_stack(d, m * d, width=width, depth=depth, activation=activation,
                         initializer=keras.initializers.LecunNormal, seed=seed,
                         names=("z", "field"), name=name, output_regularizer=regularizer)

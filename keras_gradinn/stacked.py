@@ -52,6 +52,8 @@ class StackedMLP(keras.layers.Layer):
             `"lecun_normal"` (as the smooth prior).
         seed: seed of all members' initial weights (see `member_seeds`).
         input_mask: optional (members, d) array of 0/1.
+        output_regularizer: a regularizer of the output layer's stacked
+            kernel (members, width, units).
         **kwargs: passed to `keras.layers.Layer`.
     """
 
@@ -66,6 +68,7 @@ class StackedMLP(keras.layers.Layer):
         kernel_initializer: str = "glorot_uniform",
         seed: int | None = None,
         input_mask: Sequence[Sequence[float]] | np.ndarray | None = None,
+        output_regularizer: keras.regularizers.Regularizer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,6 +85,7 @@ class StackedMLP(keras.layers.Layer):
         self.kernel_initializer = kernel_initializer
         self.seed = None if seed is None else int(seed)
         self._mask_value = None if input_mask is None else np.asarray(input_mask, np.float32)
+        self.output_regularizer = keras.regularizers.get(output_regularizer)
 
     def build(self, input_shape):
         d = int(input_shape[-1])
@@ -99,9 +103,11 @@ class StackedMLP(keras.layers.Layer):
                 keras.ops.convert_to_numpy(initializer(seed=s[index])((fan_in, fan_out)))
                 for s in seeds
             ])
+            last = index == len(sizes) - 2
             self.kernels.append(self.add_weight(
                 name=f"kernel_{index}", shape=value.shape,
-                initializer=keras.initializers.Constant(value)))
+                initializer=keras.initializers.Constant(value),
+                regularizer=self.output_regularizer if last else None))
             self.biases.append(self.add_weight(
                 name=f"bias_{index}", shape=(self.members, fan_out), initializer="zeros"))
         self.input_mask = self.add_weight(name="input_mask", shape=mask.shape,
@@ -135,5 +141,6 @@ class StackedMLP(keras.layers.Layer):
             activation=self.activation, kernel_initializer=self.kernel_initializer,
             seed=self.seed,
             input_mask=None if self._mask_value is None else self._mask_value.tolist(),
+            output_regularizer=keras.regularizers.serialize(self.output_regularizer),
         )
         return config
