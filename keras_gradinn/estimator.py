@@ -18,8 +18,8 @@ a small candidate set fixed in the library (`CANDIDATES`):
 - `"screened"` (with at least `SCREEN_MIN_INPUTS` inputs): the best of the
   three priors above, with the network reading only the inputs whose
   relevance (`GradINN.input_relevance`) in that candidate's fold fits is at
-  least `SCREEN_THRESHOLD` of the largest; tried only if some input falls
-  below it.
+  least `screen_threshold` (0.3) of the largest; tried only if some input
+  falls below it.
 
 Each candidate is fitted once per fold, all folds together as one stacked
 network (`StackedMLP`) for `cv_steps` steps; the one with the lowest mean
@@ -49,8 +49,6 @@ __all__ = ["CANDIDATES", "Candidate", "GradINNRegressor"]
 
 #: Inputs from which the "screened" candidate is tried.
 SCREEN_MIN_INPUTS = 3
-#: Relative relevance below which an input is screened out.
-SCREEN_THRESHOLD = 0.3
 #: Collocation points are drawn from a fixed quasi-random pool of this size.
 POOL_SIZE = 2**14
 #: The Gaussian process of the kernel prior: restarts, rows for its
@@ -164,6 +162,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             (at most one per row), or as `GridSearchCV` takes it: a
             scikit-learn splitter, or an iterable of (train, test) indices.
         cv_steps: training steps of each fold fit (None: `steps // 8`).
+        screen_threshold: the "screened" candidate drops the inputs whose
+            relevance is below this fraction of the largest.
         n_members: networks in the final model, each trained on all rows
             from its own initial weights; predictions are their mean. 1
             gives a single network.
@@ -212,6 +212,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_collocation": [Interval(numbers.Integral, 1, None, closed="left")],
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), "cv_object"],
+        "screen_threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_members": [Interval(numbers.Integral, 1, None, closed="left")],
         "cv_steps": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -235,6 +236,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         n_collocation: int = 128,
         cv=5,
         cv_steps: int | None = None,
+        screen_threshold: float = 0.3,
         n_members: int = 5,
         random_state=None,
         verbose: int = 0,
@@ -253,6 +255,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         self.n_collocation = n_collocation
         self.cv = cv
         self.cv_steps = cv_steps
+        self.screen_threshold = screen_threshold
         self.n_members = n_members
         self.random_state = random_state
         self.verbose = verbose
@@ -651,9 +654,10 @@ class _Context:
         std = keras.ops.convert_to_numpy(model.output_std).astype(float)
         scores = np.stack([relevance(jacobian[train, j], self.half_width, std)
                            for j, (train, _) in enumerate(splits)])
-        masks = (scores >= SCREEN_THRESHOLD * scores.max(axis=1, keepdims=True)).astype("float32")
+        threshold = self.estimator.screen_threshold
+        masks = (scores >= threshold * scores.max(axis=1, keepdims=True)).astype("float32")
         overall = scores.mean(axis=0)
-        final = (overall >= SCREEN_THRESHOLD * overall.max()).astype("float32")
+        final = (overall >= threshold * overall.max()).astype("float32")
         if masks.all() and final.all():
             return None
         return masks, final

@@ -8,7 +8,6 @@ import pytest
 from keras_gradinn import problems
 from keras_gradinn.bench import gp, methods, report, runner
 from keras_gradinn.cli import main
-from keras_gradinn.training import train_full_batch  # noqa: E402
 
 
 def test_gp_gradient_matches_finite_differences():
@@ -185,151 +184,36 @@ def test_gradient_weight_fades_as_one_over_n():
     assert fading.weight_for(200) == pytest.approx(0.03)
     assert fading.weight_for(50) == pytest.approx(0.12)
     assert fading.weight_for(1000) == pytest.approx(0.006)
-    problem = problems.get("friedman1")
-    _, y = runner.training_set(problem, 100, 0.0, seed=0)
-    model = methods._network_model("gradinn", problem, y, fading, seed=0)
-    assert model.gradient_weight == pytest.approx(0.06)
-    assert methods._network_model("snn", problem, y, fading, seed=0).gradient_weight == 0.0
+    assert [c.gradient_weight for c in fading.candidates(100)] == [pytest.approx(0.06)]
     sparse = fading.replace(prior_options=(("sparsity", 1e-4), ("width", 16)))
     assert sparse.prior_options_for(50) == {"sparsity": pytest.approx(4e-4), "width": 16}
     assert fixed.replace(prior_options=(("sparsity", 1e-4),)).prior_options_for(50) == {
         "sparsity": 1e-4}
-    prior = methods._network_model("gradinn", problem, y, sparse, seed=0).prior
-    assert prior.get_layer("field").kernel_regularizer.strength == pytest.approx(2e-4)
+    assert dict(sparse.candidates(100)[0].options) == {"sparsity": pytest.approx(2e-4),
+                                                        "width": 16}
 
 
-def test_gradinn_refits_the_variant_that_predicts_held_out_data_best(monkeypatch):
-    problem = problems.get("friedman1")
-    x, y = runner.training_set(problem, 50, 0.0, seed=0)
-    settings = methods.Settings(gradient_weight=0.03,
-                                alternatives=((("gradient_weight", 0.1),),
-                                              (("gradient_weight", 0.3),)))
-    assert [v.gradient_weight for v in settings.variants()] == [0.03, 0.1, 0.3]
-    assert all(v.alternatives == () for v in settings.variants())
-    calls = []
-
-    def fake_fit(method, problem, x_fit, y_fit, variant, seed):
-        calls.append((method, len(y_fit), variant.gradient_weight))
-        # The variant with weight 0.1 predicts the data; the others are off by 1 and 2.
-        offset = {0.03: 1.0, 0.1: 0.0, 0.3: 2.0}[variant.gradient_weight]
-        truth = dict(zip(map(tuple, x), y))
-        return methods.Fitted(
-            predict=lambda points: np.array([truth[tuple(p)] for p in points]) + offset,
-            gradient=None, train_seconds=1.0)
-
-    monkeypatch.setattr(methods, "_fit_network", fake_fit)
-    fitted = methods.fit("gradinn", problem, x, y, settings=settings, seed=0)
-    assert calls == [("gradinn", 40, 0.03), ("gradinn", 40, 0.1), ("gradinn", 40, 0.3),
-                     ("gradinn", 50, 0.1)]
-    assert fitted.chosen == 1 and fitted.train_seconds == 4.0
-    calls.clear()
-    fitted = methods.fit("snn", problem, x, y, settings=settings, seed=0)
-    assert calls == [("snn", 50, 0.03)] and fitted.chosen is None
-    with pytest.raises(ValueError, match="too few to hold out"):
-        methods.fit("gradinn", problem, x[:1], y[:1], settings=settings, seed=0)
-
-
-def test_a_small_training_set_chooses_by_cross_validation(monkeypatch):
-    problem = problems.get("friedman1")
-    x, y = runner.training_set(problem, 52, 0.0, seed=0)
-    settings = methods.Settings(gradient_weight=0.03, alternatives=((("gradient_weight", 0.1),),),
-                                cross_validate_below=100, screening=0.5)
-    truth = dict(zip(map(tuple, x), y))
-    lucky = {tuple(p) for p in x[methods._splits(settings, 52, 0)[0][0]]}  # fold 0's held out
-    fits = []
-
-    def fake_fit(method, problem, x_fit, y_fit, variant, seed):
-        fits.append((variant.gradient_weight, variant.active_inputs, {tuple(p) for p in x_fit}))
-        # The first variant's relevance of input 2 is 0.4 in its first fold, 0.6 in the others.
-        relevance = np.array([1.0, 1.0, 0.4 if len(fits) == 1 else 0.6, 0.1, 0.1])
-        # Weight 0.1 predicts fold 0's held-out points and misses all others by 1;
-        # weight 0.03 misses every point by 0.5.
-        return methods.Fitted(
-            predict=lambda points: np.array([truth[tuple(p)] + (
-                0.5 if variant.gradient_weight == 0.03 else float(tuple(p) not in lucky))
-                for p in points]),
-            gradient=None, train_seconds=1.0, active_inputs=variant.active_inputs,
-            relevance=lambda points: relevance)
-
-    monkeypatch.setattr(methods, "_fit_network", fake_fit)
-    fitted = methods.fit("gradinn", problem, x, y, settings=settings, seed=0)
-    # Five folds of 10 (one split's held-out fifth), 11, 11, 10 and 10 points for each
-    # variant and for the screened one (the mean relevance of input 2 is 0.56, above
-    # 0.5), then the refit on all 52.
-    folds = [42, 41, 41, 42, 42]
-    assert [(w, active, len(points)) for w, active, points in fits] == (
-        [(0.03, None, k) for k in folds] + [(0.1, None, k) for k in folds]
-        + [(0.03, (0, 1, 2), k) for k in folds] + [(0.03, None, 52)])
-    held = [set(truth) - points for _, _, points in fits[:5]]
-    assert set().union(*held) == set(truth) and sum(map(len, held)) == 52
-    # Cross-validation sees weight 0.1 miss 42 of the 52 points; one split, the first
-    # fold, would have taken it.
-    assert fitted.chosen == 0 and fitted.train_seconds == 16.0
-    single = settings.replace(cross_validate_below=0, screening=0.0)
-    assert methods._splits(single, 52, 0)[0][1].tolist() == methods._splits(
-        settings, 52, 0)[0][1].tolist()
-    assert methods.fit("gradinn", problem, x, y, settings=single, seed=0).chosen == 1
-    halves = methods._splits(settings.replace(validation_fraction=0.7), 52, 0)
-    assert [len(held) for held, _ in halves] == [36, 16]  # two folds, the first one split's
-    with pytest.raises(ValueError, match="3 training points are too few for 5-fold"):
-        methods.fit("gradinn", problem, x[:3], y[:3], settings=settings, seed=0)
-
-
-def test_screening_adds_a_variant_that_reads_only_the_relevant_inputs(monkeypatch):
-    problem = problems.get("friedman1")
-    x, y = runner.training_set(problem, 50, 0.0, seed=0)
-    calls = []
-
-    def fake_fit(method, problem, x_fit, y_fit, variant, seed):
-        calls.append((len(y_fit), variant.active_inputs, variant.gradient_weight))
-        # Inputs 3 and 4 barely move the first fit; the screened fit predicts best.
-        relevance = np.array([10.0, 10.0, 10.0, 0.5, 0.5])
-        offset = 0.0 if variant.active_inputs else 1.0
-        truth = dict(zip(map(tuple, x), y))
-        return methods.Fitted(
-            predict=lambda points: np.array([truth[tuple(p)] for p in points]) + offset,
-            gradient=None, train_seconds=1.0, active_inputs=variant.active_inputs,
-            relevance=lambda points: relevance)
-
-    monkeypatch.setattr(methods, "_fit_network", fake_fit)
-    settings = methods.Settings(gradient_weight=0.01, screening=0.1,
-                                screened_changes=(("gradient_weight", 0.1),))
-    fitted = methods.fit("gradinn", problem, x, y, settings=settings, seed=0)
-    assert calls == [(40, None, 0.01), (40, (0, 1, 2), 0.1), (50, (0, 1, 2), 0.1)]
-    assert fitted.chosen == 1 and fitted.active_inputs == (0, 1, 2)
-    calls.clear()  # every input above the threshold: nothing to screen
-    methods.fit("gradinn", problem, x, y, settings=settings.replace(screening=0.01), seed=0)
-    assert calls == [(40, None, 0.01), (50, None, 0.01)]
-
-
-@pytest.mark.parametrize("screen_prior", [False, True])
-def test_a_screened_network_ignores_the_dropped_inputs(screen_prior):
-    problem = problems.get("friedman1")
-    x, y = runner.training_set(problem, 20, 0.0, seed=0)
-    settings = methods.Settings(width=8, depth=1, active_inputs=(0, 2), screen_prior=screen_prior)
-    model = train_full_batch(methods._network_model("gradinn", problem, y, settings, seed=0),
-                             x, y, steps=2, learning_rate=1e-2)
-    jacobian = model.predict_gradient(x[:5])
-    assert np.all(jacobian[..., [1, 3, 4]] == 0.0) and np.all(jacobian[..., [0, 2]] != 0.0)
-    moved = x[:5].copy()
-    moved[:, 3] = 1.0 - moved[:, 3]  # a dropped input
-    changed = np.abs(np.asarray(model.prior(moved)) - np.asarray(model.prior(x[:5]))).max()
-    assert (changed == 0.0) == screen_prior
-
-
-def test_a_clear_selection_keeps_the_first_variant_unless_another_wins_beyond_noise():
-    noisy = np.array([[1.0, 1.0, 1.0, 1.0], [0.5, 1.5, 0.2, 1.6]])  # mean gain 0.05, SE 0.35
-    steady = np.array([[1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.1, 0.2], [0.9, 0.9, 0.9, 0.9]])
-    assert methods.choose(noisy, "lowest") == 1
-    assert methods.choose(noisy, "clear") == 0
-    assert methods.choose(steady, "lowest") == methods.choose(steady, "clear") == 1
-    assert methods.choose(steady[:, :1], "clear") == 0  # one held-out point: no spread
-    with pytest.raises(ValueError, match="selection must be 'lowest' or 'clear'; got 'best'"):
-        methods.choose(noisy, "best")
+def test_tuned_settings_become_the_estimators_candidates_and_folds():
+    friedman = problems.get("friedman1")
+    tuned = methods.DEFAULTS["friedman1"]
+    small = tuned.estimator(friedman, 100, seed=7).get_params()
+    assert [c.name for c in small["candidates"]] == ["variant 0", "variant 1"]
+    assert [c.gradient_weight for c in small["candidates"]] == [0.03, 1.0]
+    assert small["cv"] == 5 and small["cv_steps"] == small["steps"] == 20_000
+    assert small["n_members"] == 1 and small["n_collocation"] == 256
+    assert small["batch_size"] == 100 and small["random_state"] == 7  # every row in every step
+    large = tuned.estimator(friedman, 500, seed=7).get_params()
+    assert large["cv"].get_n_splits() == 1 and large["cv"].test_size == 0.2  # one split
+    screened = methods.DEFAULTS["friedman1_10d"].estimator(problems.get("friedman1_10d"), 50, 0)
+    assert [getattr(c, "name", c) for c in screened.candidates] == ["variant 0", "screened"]
+    assert screened.screen_threshold == 0.3
+    stokes = problems.get("stokes_sphere")
+    fixed = methods.DEFAULTS["stokes_sphere"].estimator(stokes, 100, seed=0)
+    assert fixed.prior.gradient_weight == pytest.approx(0.005) and fixed.candidates is None
+    assert fixed.contains is stokes.contains
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"selection": "best"}, "selection must be 'lowest' or 'clear'; got 'best'"),
     ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\); got 1.0"),
     ({"validation_fraction": 0}, r"validation_fraction must be in \(0, 1\); got 0"),
     ({"screening": 1.0}, r"screening must be in \[0, 1\); got 1.0"),
@@ -352,11 +236,14 @@ def test_every_tuning_candidate_builds_its_model():
             method, chosen = tune.candidate_settings(name, candidate, quick=True)
             if method == "gp":  # the reference, without a network
                 continue
-            for settings in chosen.variants():
-                model = methods._network_model(method, problem, y, settings, seed=0)
-                assert model.gradient_weight == (
-                    settings.pinn_weight if method == "pinn"
-                    else settings.weight_for(8) if method == "gradinn" else 0.0)
+            if method == "gradinn":
+                estimator = chosen.estimator(problem, 8, seed=0)
+                weights = [c.gradient_weight for c in estimator.candidates or [estimator.prior]
+                           if not isinstance(c, str)]
+                assert weights == [v.weight_for(8) for v in chosen.variants()]
+                continue
+            model = methods._network_model(method, problem, y, chosen, seed=0)
+            assert model.gradient_weight == (chosen.pinn_weight if method == "pinn" else 0.0)
 
 
 @pytest.mark.parametrize("problem, candidate", [

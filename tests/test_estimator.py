@@ -8,7 +8,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import estimator_checks as checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from keras_gradinn.estimator import CANDIDATES, GradINNRegressor
+from keras_gradinn.estimator import CANDIDATES, Candidate, GradINNRegressor
 
 TINY = dict(steps=30, cv_steps=10, width=8, depth=1, n_collocation=16, random_state=0)
 RNG = np.random.default_rng(0)
@@ -62,6 +62,42 @@ def test_screening_drops_the_inert_inputs_exactly(auto):
     gradient = auto.predict_gradient(RNG.random((20, 4)))
     assert gradient.shape == (20, 4)
     assert np.all(gradient[:, 2:] == 0) and np.all(np.abs(gradient[:, 0]) > 0)
+
+
+def test_custom_candidates_and_a_screened_trainable_prior():
+    wavy = Candidate("wavy", "oscillatory", 0.03, (("frequency", 1.0), ("n_features", 16)))
+    model = GradINNRegressor(candidates=[wavy, "smooth", "screened"],
+                             **{**TINY, "steps": 200, "cv_steps": 100}).fit(X, Y)
+    names = [p["prior"] for p in model.cv_results_["params"]]
+    assert names[:2] == ["wavy", "smooth"]
+    np.testing.assert_allclose(model.cv_results_["gradient_weight"][:2], [0.03, 0.01])
+    fixed = GradINNRegressor(prior=Candidate("smooth", "smooth", 0.1, (("width", 8),)),
+                             **TINY).fit(X, Y)
+    assert fixed.best_candidate_.gradient_weight == 0.1 and fixed.cv_results_ == {}
+    # A screened smooth prior reads only the kept inputs, like its network.
+    screened = GradINNRegressor(prior="smooth", **TINY)
+    screened.fit(X, Y)
+    from keras_gradinn.estimator import _Context
+
+    context = _Context(screened, X, Y[:, None], np.ones(len(X)), 0, None)
+    mask = np.array([[1, 1, 0, 0]] * 2, np.float32)
+    stack = context.fit(CANDIDATES["smooth"], steps=2, masks=mask, splits=[
+        (np.arange(20), np.arange(20, 40)), (np.arange(20, 40), np.arange(20))])
+    z = np.random.default_rng(1).uniform(-1, 1, (5, 4)).astype("float32")
+    moved = z.copy()
+    moved[:, 2:] = -moved[:, 2:]
+    np.testing.assert_array_equal(stack.prior(z).numpy(), stack.prior(moved).numpy())
+
+
+@pytest.mark.parametrize(("candidate", "message"), [
+    (Candidate("x", "psychic", 1.0), "prior must be one of"),
+    (Candidate("x", "smooth", -1.0), "gradient_weight must be finite and >= 0"),
+    (Candidate("x", "none", 1.0), "prior 'none' and only it has weight 0"),
+    (Candidate("x", "smooth", 0.1, ("width", 8)), "options must be \\(name, value\\) pairs"),
+])
+def test_bad_candidates_are_named(candidate, message):
+    with pytest.raises(ValueError, match=message):
+        GradINNRegressor(candidates=["none", candidate], **TINY).fit(X, Y)
 
 
 def test_predictions_and_gradients_agree_with_each_other(auto):
@@ -141,6 +177,9 @@ def test_it_works_in_pipelines_grid_search_and_cross_validation():
         (dict(bounds=[(0, 1)] * 3), r"bounds must have shape \(4, 2\)"),
         (dict(bounds=[(0, 0.5)] * 4), "outside the bounds"),
         (dict(cv=1), "cv"),
+        (dict(candidates=["none", "psychic"]), "candidates must be Candidate objects or names"),
+        (dict(candidates=["none", "none"]), "each once"),
+        (dict(prior="smooth", candidates=["none"]), "candidates apply to prior='auto'"),
     ],
 )
 def test_bad_parameters_are_named(params, message):

@@ -6,8 +6,9 @@ targets standardised), the optimiser (Adam, cosine-decayed from
 `Settings.learning_rate` to zero) and the full-batch step budget. They differ
 only in the second loss term on collocation points:
 
-- `gradinn`: `w * mean ||J f - h||^2` with the problem's prior h, and
-  `w = Settings.weight_for(n)`;
+- `gradinn`: `w * mean ||J f - h||^2` with the problem's tuned prior h, and
+  `w = Settings.weight_for(n)`: `GradINNRegressor` with one network and the
+  problem's candidates (`Settings.estimator`);
 - `snn`: none (`gradient_weight=0`);
 - `pinn`: `pinn_weight * mean ||r||^2`, r the problem's equation residuals
   divided by the output scale over the input scale (see `EquationModel`).
@@ -30,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.model_selection import ShuffleSplit
 
-from keras_gradinn import priors
+from keras_gradinn import priors, training
+from keras_gradinn.estimator import CANDIDATES, Candidate, GradINNRegressor
 from keras_gradinn.model import GradINN
 from keras_gradinn.networks import mlp
 from keras_gradinn.sampling import centre_and_half_width
@@ -40,15 +43,9 @@ from keras_gradinn.training import train_full_batch
 if TYPE_CHECKING:
     from keras_gradinn.problems import Problem
 
-__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "choose", "fit", "settings_for"]
+__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "fit", "settings_for"]
 
 METHODS = ("gradinn", "gradinn-auto", "gradinn-auto-nokernel", "snn", "pinn", "gp")
-SELECTIONS = ("lowest", "clear")
-
-
-def _check_selection(selection: str) -> None:
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be 'lowest' or 'clear'; got {selection!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,30 +59,14 @@ class Settings:
     the prior count as much against 1,000 points as against 50.
 
     `alternatives` lists other priors for GradINN, each as `(field, value)`
-    changes to these settings (see `variants`). With alternatives, GradINN
-    holds out `validation_fraction` of the training data, fits every variant
-    on the rest, and refits one of them on all the data: the data choose,
-    for instance, between a prior for clean data and a stronger one for noisy
-    data. `selection` says which: `"lowest"`, the lowest held-out error;
-    `"clear"`, the first variant unless another beats it by more than one
-    standard error of the per-point difference (a small held-out set then
-    keeps the default). Alternatives should change only the prior and its
-    weight, so that S-NN and the PINN remain the same network.
-
-    With fewer than `cross_validate_below` training points the held-out
-    set would be a handful of points, so the choice cross-validates instead:
-    the data split into `round(1 / validation_fraction)` folds (at least
-    2), each variant is fitted once per fold on the others, and every point
-    is held out once. It costs that many times the held-out fits; the first
-    fold is the split used without cross-validation.
-
-    `screening` > 0 lets the data drop inert inputs, a hard form of the
-    belief that `f` does not depend on them. In the held-out fit of the first
-    variant GradINN measures each input's relevance (`GradINN.input_relevance`);
-    if some fall below `screening` times the largest, it adds a variant whose
-    network reads only the others (`active_inputs`), with `screened_changes`
-    applied to it, and the held-out choice decides between them. With
-    `screen_prior` the screened variant's prior reads only those inputs too.
+    changes to these settings (see `variants`). GradINN is then
+    `GradINNRegressor` choosing among the variants (and, with `screening`
+    > 0, the best of them reading only the inputs whose relevance is at
+    least `screening` times the largest) by the held-out error: on one
+    seeded split holding out `validation_fraction` of the training data, or
+    below `cross_validate_below` points on `round(1 / validation_fraction)`
+    folds. Alternatives should change only the prior and its weight, so that
+    S-NN and the PINN remain the same network.
     """
 
     steps: int = 20_000
@@ -101,15 +82,10 @@ class Settings:
     reference_n: int | None = None
     alternatives: tuple[tuple[tuple[str, Any], ...], ...] = ()
     validation_fraction: float = 0.2
-    selection: str = "lowest"
     cross_validate_below: int = 0
     screening: float = 0.0
-    active_inputs: tuple[int, ...] | None = None
-    screened_changes: tuple[tuple[str, Any], ...] = ()
-    screen_prior: bool = False
 
     def __post_init__(self) -> None:
-        _check_selection(self.selection)
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1); got "
                              f"{self.validation_fraction!r}")
@@ -152,6 +128,29 @@ class Settings:
         base = self.replace(alternatives=())
         return [base] + [base.replace(**dict(changes)) for changes in self.alternatives]
 
+    def candidates(self, n: int) -> list[Candidate]:
+        """The variants as the estimator's candidates for `n` training points."""
+        return [Candidate(f"variant {i}", v.prior, v.weight_for(n),
+                          tuple(sorted(v.prior_options_for(n).items())))
+                for i, v in enumerate(self.variants())]
+
+    def estimator(self, problem: Problem, n: int, seed: int) -> GradINNRegressor:
+        """GradINN with these settings for `n` points of `problem`: one network."""
+        common = dict(bounds=problem.bounds, contains=problem.contains, width=self.width,
+                      depth=self.depth, activation=self.activation, steps=self.steps,
+                      learning_rate=self.learning_rate, batch_size=max(n, 1),
+                      n_collocation=self.n_collocation, n_members=1, random_state=seed)
+        candidates = self.candidates(n)
+        if len(candidates) == 1 and not self.screening:
+            return GradINNRegressor(candidates[0], **common)
+        if n < self.cross_validate_below:
+            cv = max(2, round(1 / self.validation_fraction))
+        else:
+            cv = ShuffleSplit(1, test_size=self.validation_fraction, random_state=seed)
+        return GradINNRegressor(candidates=[*candidates, *(["screened"] if self.screening else [])],
+                                cv=cv, cv_steps=self.steps,
+                                screen_threshold=self.screening or 0.3, **common)
+
 
 #: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
 DEFAULTS: dict[str, Settings] = {
@@ -166,11 +165,10 @@ DEFAULTS: dict[str, Settings] = {
                           cross_validate_below=200),
     # Five inert inputs: random Fourier features in 10-D cannot follow the field, and a
     # light per-input group penalty lets the tanh prior switch the inert ones off; then,
-    # if it predicts held-out data better, a network and a prior without the penalty
-    # that read only the inputs of relevance above 0.3 of the largest.
+    # if it predicts held-out data better, a network and a prior that read only the
+    # inputs of relevance above 0.3 of the largest.
     "friedman1_10d": Settings(prior_options=(("sparsity", 3e-5),), gradient_weight=0.03,
-                              screening=0.3, screen_prior=True,
-                              screened_changes=(("prior_options", ()),)),
+                              screening=0.3),
     "stokes_sphere": Settings(prior_options=(("depth", 2),), gradient_weight=0.01,
                               reference_n=50, pinn_weight=0.01),
     "lotka_volterra": Settings(prior="oscillatory",
@@ -191,19 +189,15 @@ def settings_for(problem: str, *, quick: bool = False) -> Settings:
 class Fitted:
     """A trained method: predictions and Jacobians in the problem's units.
 
-    `chosen` is the index in `Settings.variants()` of the variant GradINN
-    selected, when it had alternatives or screening (one past the last
-    variant: the screened one), or the name of the prior `gradinn-auto`
-    chose; `train_seconds` then includes the held-out fits. `active_inputs` are the inputs the network reads (None: all), and
-    `relevance` the network's `GradINN.input_relevance`.
+    `chosen` names the prior GradINN chose (`gradinn` with alternatives or
+    screening, `gradinn-auto`), and `train_seconds` then includes the
+    held-out fits.
     """
 
     predict: Any
     gradient: Any
     train_seconds: float
-    chosen: int | str | None = None
-    active_inputs: tuple[int, ...] | None = None
-    relevance: Any = None
+    chosen: str | None = None
 
 
 class EquationModel(GradINN):
@@ -241,10 +235,9 @@ def _collocation(problem: Problem, contains, seed: int) -> dict[str, Any]:
 
 def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Settings,
                    seed: int) -> GradINN:
+    """The network of `snn` (no gradient term) or `pinn` (the equations' residual)."""
     network = mlp(problem.d, problem.m, width=settings.width, depth=settings.depth,
                   activation=settings.activation, seed=seed)
-    if settings.active_inputs is not None:
-        network = _reading_only(network, settings.active_inputs, problem.d)
     common = dict(bounds=problem.bounds, n_collocation=settings.n_collocation, seed=seed)
     if method == "pinn":
         if problem.equations is None:
@@ -257,22 +250,15 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
             gradient_weight=settings.pinn_weight, **_collocation(problem, contains, seed),
             **common,
         )
-    weight = settings.weight_for(len(y)) if method == "gradinn" else 0.0
-    options = settings.prior_options_for(len(y))
-    if settings.prior != "constant":  # the only prior without random weights
-        options.setdefault("seed", seed)
-    prior = priors.build(settings.prior, problem.d, problem.m, **options)
-    if settings.active_inputs is not None and settings.screen_prior:
-        prior = _reading_only(prior, settings.active_inputs, problem.d)
-    return GradINN(network, prior, gradient_weight=weight,
+    return GradINN(network, priors.constant(problem.d, problem.m), gradient_weight=0.0,
                    **_collocation(problem, problem.contains, seed), **common)
 
 
-def _reading_only(model: keras.Model, active: tuple[int, ...], d: int) -> keras.Model:
-    """`model` with every input outside `active` set to zero (the centre of its range)."""
-    mask = np.isin(np.arange(d), active).astype("float32")
-    inputs = keras.Input((d,))
-    return keras.Model(inputs, model(keras.layers.Rescaling(mask)(inputs)))
+def _fitted(model: GradINN, seconds: float, chosen: str | None = None) -> Fitted:
+    return Fitted(
+        predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
+        gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
+        train_seconds=seconds, chosen=chosen)
 
 
 def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
@@ -282,117 +268,25 @@ def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
     start = time.perf_counter()
     model = train_full_batch(_network_model(method, problem, y, settings, seed), x, y,
                              steps=settings.steps, learning_rate=settings.learning_rate)
-    seconds = time.perf_counter() - start
-    return Fitted(
-        predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
-        gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
-        train_seconds=seconds,
-        active_inputs=settings.active_inputs,
-        relevance=lambda points: model.input_relevance(points, batch_size=4096),
-    )
+    return _fitted(model, time.perf_counter() - start)
 
 
-def choose(losses: np.ndarray, selection: str) -> int:
-    """The variant to refit, from held-out losses of shape (variants, points).
-
-    `"lowest"` takes the lowest mean loss. `"clear"` keeps variant 0 unless
-    others beat it by more than one standard error of the paired per-point
-    gain `losses[0] - losses[k]`, and then takes the lowest of those.
-    """
-    _check_selection(selection)
-    if selection == "lowest":
-        return int(np.argmin(losses.mean(axis=1)))
-    gains = losses[0] - losses
-    if gains.shape[1] < 2:  # no spread to judge a gain by
-        return 0
-    clear = gains.mean(axis=1) > gains.std(axis=1, ddof=1) / np.sqrt(gains.shape[1])
-    clear[0] = True
-    return int(np.argmin(np.where(clear, losses.mean(axis=1), np.inf)))
-
-
-def _splits(settings: Settings, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(held-out, kept) index pairs: one seeded split, or folds that hold out each point once.
-
-    Kept points stay in the seeded order, so the first fold fits exactly as the
-    split without cross-validation does.
-    """
-    order = np.random.default_rng([seed, n, 1]).permutation(n)
-    n_held = max(1, round(settings.validation_fraction * n))
-    if n < settings.cross_validate_below:
-        k = max(2, round(1 / settings.validation_fraction))
-        if n < k:
-            raise ValueError(f"{n} training points are too few for {k}-fold cross-validation")
-        folds = [order[:n_held]] + np.array_split(order[n_held:], k - 1)
-        return [(held, np.concatenate(folds[:i] + folds[i + 1:]))
-                for i, held in enumerate(folds)]
-    if n_held >= n:
-        raise ValueError(f"{n} training points are too few to hold out "
-                         f"{settings.validation_fraction:g} of them")
-    return [(order[:n_held], order[n_held:])]
-
-
-def _fit_selected(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings,
-                  seed: int) -> Fitted:
-    """GradINN refit with the variant of `settings` that `choose` takes on held-out data."""
-    variants = settings.variants()
-    splits = _splits(settings, len(y), seed)
-    held_out = np.concatenate([held for held, _ in splits])
-    scale = np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
-    losses, seconds = [], 0.0
-
-    def hold_out(variant: Settings) -> list[Fitted]:
-        """`variant` fitted once per fold without it; its held-out losses go to `losses`."""
-        nonlocal seconds
-        trials, predicted = [], []
-        for held, kept in splits:
-            trial = _fit_network("gradinn", problem, x[kept], y[kept], variant, seed)
-            seconds += trial.train_seconds
-            trials.append(trial)
-            predicted.append(trial.predict(x[held]))
-        residual = (np.concatenate(predicted) - y[held_out]) / scale
-        losses.append(np.mean(residual ** 2, axis=1))
-        return trials
-
-    first = hold_out(variants[0])
-    for variant in variants[1:]:
-        hold_out(variant)
-    if settings.screening:
-        relevance = np.mean([trial.relevance(x) for trial in first], axis=0)
-        active = tuple(int(i) for i in np.flatnonzero(relevance >= settings.screening
-                                                      * relevance.max()))
-        if len(active) < problem.d:
-            variants.append(variants[0].replace(active_inputs=active,
-                                                **dict(settings.screened_changes)))
-            hold_out(variants[-1])
-    chosen = choose(np.array(losses), settings.selection)
-    fitted = _fit_network("gradinn", problem, x, y, variants[chosen], seed)
-    return dataclasses.replace(fitted, train_seconds=fitted.train_seconds + seconds,
-                               chosen=chosen)
-
-
-def _fit_auto(problem: Problem, x: np.ndarray, y: np.ndarray, settings: Settings, seed: int, *,
-              kernel: bool) -> Fitted:
-    from keras_gradinn import training
-    from keras_gradinn.estimator import CANDIDATES, GradINNRegressor
-
+def _fit_estimator(estimator: GradINNRegressor, x: np.ndarray, y: np.ndarray) -> Fitted:
     keras.backend.clear_session()
-    # Only a quick run changes the budget; every other option is the library's default.
-    budget = {} if settings.steps == training.STEPS else {"steps": settings.steps,
-                                                          "cv_steps": settings.steps // 4}
-    candidates = None if kernel else [*(c for c in CANDIDATES if c != "kernel"), "screened"]
-    estimator = GradINNRegressor(bounds=problem.bounds, contains=problem.contains,
-                                 candidates=candidates, random_state=seed, **budget)
     start = time.perf_counter()
     estimator.fit(x, y)
     seconds = time.perf_counter() - start
-    model = estimator.model_
-    return Fitted(
-        predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
-        gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
-        train_seconds=seconds,
-        chosen=estimator.best_prior_,
-        relevance=lambda points: model.input_relevance(points, batch_size=4096),
-    )
+    chosen = None if estimator.best_index_ is None else estimator.best_prior_
+    return _fitted(estimator.model_, seconds, chosen)
+
+
+def _auto(problem: Problem, settings: Settings, seed: int, *, kernel: bool) -> GradINNRegressor:
+    """`gradinn-auto`: the library's defaults; the problem gives only its domain."""
+    # Only a quick run changes the budget.
+    budget = {} if settings.steps == training.STEPS else {"steps": settings.steps}
+    candidates = None if kernel else [*(c for c in CANDIDATES if c != "kernel"), "screened"]
+    return GradINNRegressor(bounds=problem.bounds, contains=problem.contains,
+                            candidates=candidates, random_state=seed, **budget)
 
 
 def _fit_gp(problem: Problem, x: np.ndarray, y: np.ndarray, seed: int) -> Fitted:
@@ -414,7 +308,7 @@ def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
         x: training inputs (n, d) in the problem's units.
         y: training targets (n, m).
         settings: neural training choices (default `settings_for(problem.name)`);
-            GradINN selects among their `variants()` when they have alternatives.
+            GradINN chooses among their `variants()` when they have alternatives.
         seed: seed of weights and collocation draws (and the GP's restarts).
     """
     if method not in METHODS:
@@ -422,8 +316,9 @@ def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
     if method == "gp":
         return _fit_gp(problem, x, y, seed)
     settings = settings or settings_for(problem.name)
+    if method == "gradinn":
+        return _fit_estimator(settings.estimator(problem, len(y), seed), x, y)
     if method.startswith("gradinn-auto"):
-        return _fit_auto(problem, x, y, settings, seed, kernel=method == "gradinn-auto")
-    if method == "gradinn" and (settings.alternatives or settings.screening):
-        return _fit_selected(problem, x, y, settings, seed)
+        return _fit_estimator(_auto(problem, settings, seed, kernel=method == "gradinn-auto"),
+                              x, y)
     return _fit_network(method, problem, x, y, settings, seed)

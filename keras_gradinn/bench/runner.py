@@ -157,7 +157,6 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         "settings": (None if run.method == "gp" or run.method.startswith("gradinn-auto")
                      else dataclasses.asdict(settings)),
         "chosen": fitted.chosen,
-        "active_inputs": fitted.active_inputs,
         "version": keras_gradinn.__version__,
     }
     if fields is not None and problem.d == 2:

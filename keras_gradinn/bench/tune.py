@@ -33,8 +33,7 @@ N_VALIDATION = 2000
 # The problem's own choice rule, which candidates do not inherit (the defaults of
 # `friedman1` and `friedman1_10d` choose among priors by held-out data): a candidate
 # has a choice rule only where it names one (`_select`, `_screened`, `_cross_validated`).
-_NO_CHOICE = {"alternatives": (), "cross_validate_below": 0, "screening": 0.0,
-              "screen_prior": False, "screened_changes": ()}
+_NO_CHOICE = {"alternatives": (), "cross_validate_below": 0, "screening": 0.0}
 
 
 def _gradinn(weight: float, prior: str = "smooth", reference_n: int | None = None,
@@ -54,13 +53,9 @@ def _reweighted(candidate: tuple[str, dict], weight: float) -> tuple[str, dict]:
     return _changed(candidate, gradient_weight=weight)
 
 
-def _screened(candidate: tuple[str, dict], threshold: float, **options) -> tuple[str, dict]:
-    """`candidate`, free to drop inputs less relevant than `threshold` times the most.
-
-    `options` are further `Settings` fields of the screening (`screen_prior`,
-    `screened_changes`).
-    """
-    return _changed(candidate, screening=threshold, **options)
+def _screened(candidate: tuple[str, dict], threshold: float) -> tuple[str, dict]:
+    """`candidate`, free to drop inputs less relevant than `threshold` times the most."""
+    return _changed(candidate, screening=threshold)
 
 
 def _cross_validated(candidate: tuple[str, dict], below: int) -> tuple[str, dict]:
@@ -68,11 +63,10 @@ def _cross_validated(candidate: tuple[str, dict], below: int) -> tuple[str, dict
     return _changed(candidate, cross_validate_below=below)
 
 
-def _select(first: tuple[str, dict], *others: tuple[str, dict],
-            selection: str = "lowest") -> tuple[str, dict]:
+def _select(first: tuple[str, dict], *others: tuple[str, dict]) -> tuple[str, dict]:
     """GradINN choosing between candidates by a held-out split of its training data."""
     alternatives = tuple(tuple(sorted(changes.items())) for _, changes in others)
-    return ("gradinn", {**first[1], "alternatives": alternatives, "selection": selection})
+    return ("gradinn", {**first[1], "alternatives": alternatives})
 
 
 _FRIEDMAN = {
@@ -110,18 +104,12 @@ _FRIEDMAN = {
     "fourier 64x1 w=0.03": _gradinn(0.03, "oscillatory", n_features=64, frequency=1.0),
 }
 # "A or B": GradINN fits A and B on 80 % of the training set and refits the one that
-# predicts the other 20 % better (`methods.Settings.alternatives`); "A or clearly B"
-# keeps A unless B is better by more than a standard error (`selection="clear"`).
+# predicts the other 20 % better (`methods.Settings.alternatives`).
 _FRIEDMAN.update({
     f"{first} or {second}": _select(_FRIEDMAN[first], _FRIEDMAN[second])
     for first, second in [("fourier 128x1 w=0.03", "fourier 128x2 w=0.1"),
                           ("fourier 128x1 w=0.03", "smooth 1x16 w=0.1"),
                           ("fourier 128x1 w=0.03", "smooth 1x8 w=1")]
-})
-_FRIEDMAN.update({
-    f"fourier 128x1 w=0.03 or clearly {stiff}": _select(
-        _FRIEDMAN["fourier 128x1 w=0.03"], _FRIEDMAN[stiff], selection="clear")
-    for stiff in ("smooth 1x16 w=0.1", "smooth 1x8 w=0.3", "smooth 1x8 w=1")
 })
 # "..., cross-validated": below 200 points the held-out choice is 5-fold cross-validation
 # (`methods.Settings.cross_validate_below`) rather than one split of 10-20 points.
@@ -152,10 +140,6 @@ _PHYSICAL = {
     "pinn w=1": ("pinn", {"pinn_weight": 1.0}),
 }
 _SPARSE = _gradinn(0.03, sparsity=3e-5)  # the 10-D incumbent, the base of the screens
-# The screen that became the 10-D default: its screened variant's prior reads only the
-# kept inputs, and it drops the group penalty.
-_PLAIN_SCREEN = _screened(_SPARSE, 0.3, screen_prior=True,
-                          screened_changes=(("prior_options", ()),))
 #: problem -> candidate name -> (method, changes to the problem's base settings)
 CANDIDATES = {
     "friedman1": _FRIEDMAN,
@@ -165,17 +149,13 @@ CANDIDATES = {
         **{f"smooth sparse {s:g} w=0.03": _gradinn(0.03, sparsity=s) for s in (3e-5, 1e-4, 3e-4)},
         # Both the weight and the sparsity fade as 1/n (`Settings.prior_options_for`).
         "smooth sparse 0.0003 w=0.03x50/n": _gradinn(0.03, sparsity=3e-4, reference_n=50),
-        # "screened T": the held-out choice may drop inputs whose relevance in the first
-        # fit is below T times the largest (`methods.Settings.screening`).
+        # "screened T": the held-out choice may drop inputs whose relevance in the fold
+        # fits is below T times the largest; the screened network and prior read only
+        # the kept inputs (`methods.Settings.screening`).
         **{f"smooth sparse 3e-05 w=0.03 screened {t:g}": _screened(_SPARSE, t)
            for t in (0.05, 0.1, 0.2, 0.3)},
-        # "with prior": the screened variant's prior reads only the kept inputs too;
-        # "then plain": and it drops the group penalty.
-        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior": _screened(
-            _SPARSE, 0.3, screen_prior=True),
-        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior, then plain": _PLAIN_SCREEN,
-        "smooth sparse 3e-05 w=0.03 screened 0.3 with prior, then plain, cross-validated":
-            _cross_validated(_PLAIN_SCREEN, 200),
+        "smooth sparse 3e-05 w=0.03 screened 0.3, cross-validated":
+            _cross_validated(_screened(_SPARSE, 0.3), 200),
         **{f"smooth sparse 3e-05 w=0.03, {name}": _changed(_SPARSE, **fields)
            for name, fields in _NETWORKS.items()},
     },
@@ -199,19 +179,16 @@ CANDIDATES = {
                                                   frequency=10.0, n_features=128),
     },
 }
-# "A or [clearly] A/10": a held-out choice between a prior and the same prior ten
-# times weaker, for the sizes at which the data say more than the prior.
+# "A or A/10": a held-out choice between a prior and the same prior ten times weaker,
+# for the sizes at which the data say more than the prior.
 _SINE = CANDIDATES["lotka_volterra"]["oscillatory 64x10 w=0.1x20/n"]
 CANDIDATES["lotka_volterra"].update({
     "sine w=0.1x20/n or w=0.01x20/n": _select(_SINE, _reweighted(_SINE, 0.01)),
-    "sine w=0.1x20/n or clearly w=0.01x20/n": _select(_SINE, _reweighted(_SINE, 0.01),
-                                                      selection="clear"),
 })
 _TANH = _PHYSICAL["smooth 2x64 w=0.003x200/n"]
 CANDIDATES["burgers"] = {
     **_PHYSICAL,
-    "tanh w=0.003x200/n or clearly w=0.0003x200/n": _select(
-        _TANH, _reweighted(_TANH, 0.0003), selection="clear"),
+    "tanh w=0.003x200/n or w=0.0003x200/n": _select(_TANH, _reweighted(_TANH, 0.0003)),
 }
 
 
@@ -251,8 +228,7 @@ def score(problem_name: str, candidate: str, n: int, noise: float, seed: int) ->
     return {"problem": problem_name, "candidate": candidate, "n": n, "noise": noise,
             "seed": seed, "rmse": float(rmse.mean()),
             "nrmse": float(np.mean(rmse / y_val.std(axis=0))), "grad_rmse": float(grad_rmse),
-            "train_seconds": fitted.train_seconds, "chosen": fitted.chosen,
-            "active_inputs": fitted.active_inputs}
+            "train_seconds": fitted.train_seconds, "chosen": fitted.chosen}
 
 
 def main(argv: list[str] | None = None) -> int:
