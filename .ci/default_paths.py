@@ -86,9 +86,10 @@ def _():
     assert (WORK / "demo" / "test_predictions.png").stat().st_size > 0
 
 
-@check("keras-gradinn fit (CSV, defaults but --epochs)")
+@check("keras-gradinn fit (CSV, defaults but the step budgets: prior chosen by cross-validation)")
 def _():
-    cli("fit", str(beam), *beam_columns, "--epochs", "3", "--out", "runs/beam", "--quiet")
+    cli("fit", str(beam), *beam_columns, "--steps", "40", "--cv-steps", "10", "--out", "runs/beam",
+        "--quiet")
     for name in ("model.keras", "metrics.json", "config.toml", "parity.png", "loss.png",
                  "slices.png"):
         assert (WORK / "runs" / "beam" / name).stat().st_size > 0, name
@@ -135,10 +136,26 @@ def _():
         raise RuntimeError(result.stderr[-3000:])
 
 
-@check("examples/friedman.py and examples/deploy_onnx.py")
+@check("examples/friedman.py, examples/surrogate.py and examples/deploy_onnx.py")
 def _():
     script(SOURCE / "examples" / "friedman.py", "--steps", "20")
+    script(SOURCE / "examples" / "surrogate.py", "--steps", "40")
     script(SOURCE / "examples" / "deploy_onnx.py", str(WORK / "beam.onnx"), "--steps", "5")
+
+
+@check("public Python API: GradINNRegressor (choice, gradients, save and load, export)")
+def _():
+    import numpy as np
+
+    import keras_gradinn as kg
+
+    x = np.random.default_rng(0).random((30, 3))
+    model = kg.GradINNRegressor(steps=40, cv_steps=10, random_state=0).fit(x, x.sum(axis=1))
+    assert model.predict_gradient(x).shape == (30, 3)
+    model.save(WORK / "regressor.keras")
+    again = kg.GradINNRegressor.load(WORK / "regressor.keras")
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    kg.export.to_onnx(model.model_, WORK / "regressor.onnx", with_gradient=True)
 
 
 @check("public Python API: model, priors, samplers, datasets, problems, exports")
@@ -151,7 +168,8 @@ def _():
     rng = np.random.default_rng(0)
     x = rng.random((64, 3))
     y = np.sin(3 * x[:, :1]) + x[:, 1:2] ** 2
-    for prior in ("smooth", "oscillatory", "constant", kg.priors.smooth(3, 1, sparsity=1e-4)):
+    for prior in ("smooth", "oscillatory", "constant", kg.priors.smooth(3, 1, sparsity=1e-4),
+                  kg.priors.kernel(x, y, [(0, 1)] * 3)):
         model = kg.GradINN(kg.mlp(3, 1, width=8, depth=2), prior, bounds=[(0, 1)] * 3,
                            n_collocation=32)
         model.compile(optimizer="adam", metrics=["mae"])

@@ -303,6 +303,13 @@ def test_friedman_example_runs_end_to_end():
     assert "reloaded predictions identical: True" in result.stdout
 
 
+def test_surrogate_example_runs_end_to_end():
+    result = run(sys.executable, "examples/surrogate.py", "--steps", "40")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "chosen: " in result.stdout and "test RMSE: value" in result.stdout
+    assert "reloaded predictions identical: True" in result.stdout
+
+
 def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path):
     import signal
     import time
