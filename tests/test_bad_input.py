@@ -350,8 +350,9 @@ CASES = [
     # --- networks, priors and labels ---
     Case("network-not-a-model", api(lambda: gradinn(network=lambda x: x)), TypeError,
          "network must be a keras.Model; got function"),
-    Case("network-3d-output", api(lambda: gradinn(network=reshaping_network((1, 2)))),
-         ValueError, "network must return shape (n, m); got (2, 1, 2)"),
+    Case("network-4d-output", api(lambda: gradinn(network=reshaping_network((1, 1, 2)))),
+         ValueError, "network must return shape (n, m), or (n, members, m) for a stacked "
+         "network; got (2, 1, 1, 2)"),
     Case("prior-too-many-outputs", api(lambda: gradinn(prior=kg.priors.smooth(2, 2, seed=0))),
          ValueError, "prior must output m*d = 2 values per point (shape (n, 2) or (n, 1, 2)) "
          "for 1 output(s) and 2 input(s); got shape (n, 4)"),
