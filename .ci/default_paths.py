@@ -62,7 +62,7 @@ def script(path: pathlib.Path, *args: str) -> None:
 
 
 # The venv must hold the base install only, imported from site-packages.
-for extra in ("pytest", "hypothesis", "pandas"):
+for extra in ("pytest", "xdist", "hypothesis", "pandas"):
     if importlib.util.find_spec(extra) is not None:
         sys.exit(f"{extra} is installed: this check needs a venv with the base install only")
 origin = pathlib.Path(importlib.util.find_spec("keras_gradinn").origin).resolve()

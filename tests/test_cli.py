@@ -72,7 +72,7 @@ def assert_clean_failure(result, fragment):
     assert last.startswith("keras-gradinn: error: ") and fragment in last, last
 
 
-def test_fit_predict_info_export_end_to_end(tmp_path):
+def test_fit_predict_info_export_end_to_end(tmp_path, main_in_process):
     data = measurements(tmp_path / "data.csv")
     run_dir = tmp_path / "runs" / "first"
     fitted = cli("fit", data, "--inputs", "a,b", "--targets", "u,v", "--out", run_dir,
@@ -91,8 +91,8 @@ def test_fit_predict_info_export_end_to_end(tmp_path):
     assert metrics["prior"] == min(scores, key=scores.get)
 
     points = write_csv(tmp_path / "points.csv", ["b", "a"], [[12.0, 0.5], [15.0, 0.25]])
-    predicted = cli("predict", run_dir / "model.keras", points, "--gradient",
-                    "--out", tmp_path / "pred.csv")
+    predicted = main_in_process("predict", run_dir / "model.keras", points, "--gradient",
+                                "--out", tmp_path / "pred.csv")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     with open(tmp_path / "pred.csv") as handle:
         rows = list(csv.reader(handle))
@@ -105,7 +105,7 @@ def test_fit_predict_info_export_end_to_end(tmp_path):
     np.testing.assert_allclose(table[:, 4:], model.predict_gradient(x).reshape(2, 4),
                                rtol=0, atol=1e-6)
 
-    described = cli("info", run_dir / "model.keras")
+    described = main_in_process("info", run_dir / "model.keras")
     assert described.returncode == 0, described.stderr[-2000:]
     assert "a " in described.stdout and "bounds [" in described.stdout
     assert "validation rmse: u" in described.stdout
@@ -125,11 +125,13 @@ def test_fit_predict_info_export_end_to_end(tmp_path):
         assert repeated[key] == metrics[key]
 
 
-def test_predict_names_rows_outside_the_bounds(tmp_path):
+def test_predict_names_rows_outside_the_bounds(tmp_path, main_in_process):
     data = measurements(tmp_path / "data.csv")
-    cli("fit", data, "--inputs", "a,b", "--targets", "u", "--out", tmp_path / "run", *TINY)
+    main_in_process("fit", data, "--inputs", "a,b", "--targets", "u", "--out", tmp_path / "run",
+                    "--prior", "smooth", *TINY)
     points = write_csv(tmp_path / "points.csv", ["a", "b"], [[0.5, 12.0], [5.0, 12.0], [0.5, 99.0]])
-    result = cli("predict", tmp_path / "run" / "model.keras", points, "--out", tmp_path / "p.csv")
+    result = main_in_process("predict", tmp_path / "run" / "model.keras", points,
+                             "--out", tmp_path / "p.csv")
     assert result.returncode == 0
     assert "2 row(s) lie outside the model's bounds" in result.stderr
     assert "row(s) 3, 4 of" in result.stderr  # file lines of the two bad rows
@@ -186,16 +188,17 @@ def test_fit_rejects_a_bad_bounds_file(tmp_path, main_in_process, bounds, fragme
     assert not (tmp_path / "run").exists()
 
 
-def test_fit_refuses_a_non_empty_run_dir_without_overwrite(tmp_path):
+def test_fit_refuses_a_non_empty_run_dir_without_overwrite(tmp_path, main_in_process):
     data = measurements(tmp_path / "data.csv")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("keep me")
-    result = cli("fit", data, "--inputs", "a,b", "--targets", "u", "--out", run_dir, *TINY)
+    args = ["fit", data, "--inputs", "a,b", "--targets", "u", "--out", run_dir, "--prior",
+            "smooth", *TINY]
+    result = main_in_process(*args)
     assert_clean_failure(result, "exists and is not empty; pass --overwrite")
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
-    replaced = cli("fit", data, "--inputs", "a,b", "--targets", "u", "--out", run_dir,
-                   "--overwrite", *TINY)
+    replaced = main_in_process(*args, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert "notes.txt" not in [p.name for p in run_dir.iterdir()]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -258,13 +261,18 @@ def test_demo_run_trains_both_models_on_a_tiny_budget():
         assert 0.0 < result["rmse"] < 5.0
 
 
-def test_console_script_version_and_help():
+def test_console_script_version_and_help(capsys):
+    from keras_gradinn.cli import main
+
     version = cli("--version")
     assert version.returncode == 0
     assert version.stdout.strip() == f"keras-gradinn {kg.__version__}"
-    for command in ("fit", "predict", "info", "export", "demo"):
-        helped = run(sys.executable, "-m", "keras_gradinn", command, "--help")
-        assert helped.returncode == 0 and "example:" in helped.stdout, command
+    helped = run(sys.executable, "-m", "keras_gradinn", "fit", "--help")
+    assert helped.returncode == 0 and "example:" in helped.stdout
+    for command in ("fit", "predict", "info", "export", "demo", "perf", "bench"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0 and "example:" in capsys.readouterr().out, command
 
 
 def test_console_script_demo_prints_both_rmses_and_writes_its_files(tmp_path):

@@ -129,7 +129,7 @@ def check_finite_differences(model, x, prediction, jacobian, bounds) -> int:
     return len(columns)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_one_step_on_any_small_problem_gives_finite_answers_in_consistent_units(problem):
