@@ -26,7 +26,7 @@ def run(
     """Trains `GradINNRegressor` (prior chosen by cross-validation) and a plain network.
 
     Both are the estimator with the library's defaults but `steps` (its
-    cross-validation fits take a quarter of that): the plain network is
+    cross-validation fits take an eighth of that): the plain network is
     `prior="none"`, the same network, optimiser and full-batch step budget
     without the gradient term. Training targets get Gaussian noise of
     `noise` times their standard deviation; test RMSE is measured against

@@ -393,7 +393,7 @@ def kernel(
     y: np.ndarray,
     bounds: Sequence[Sequence[float]] | np.ndarray,
     *,
-    restarts: int = 1,
+    restarts: int = 3,
     seed: int = 0,
     max_points: int | None = 1000,
     name: str = "kernel_prior",
