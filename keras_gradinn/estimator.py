@@ -29,8 +29,10 @@ rows for `steps` steps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import numbers
 import pathlib
 import time
@@ -122,6 +124,31 @@ FIXED = {
     "oscillatory": Candidate("oscillatory", "oscillatory", 0.01),
     "constant": Candidate("constant", "constant", 0.01),
 }
+
+
+class _NoRetracingWarning(logging.Filter):
+    """Drops TensorFlow's warning that a function was traced "excessively"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_retracing():
+    """Within: no retracing warnings, which every fit would otherwise print.
+
+    Each candidate's fold stack and the final ensemble are new models with
+    their own traced steps; TensorFlow counts traces per code object across
+    models and calls five of them excessive retracing.
+    """
+    import tensorflow as tf
+
+    logger, quiet = tf.get_logger(), _NoRetracingWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _seed(random_state) -> int:
@@ -301,15 +328,16 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         self.bounds_ = self._bounds(X)
         seed = _seed(self.random_state)
         context = _Context(self, X, targets, weights, seed, checkpoint_dir)
-        if self.prior == "auto":
-            chosen, mask = self._cross_validate(context)
-        else:
-            chosen, mask = self._fixed_candidate(), None
-            self.best_index_, self.cv_results_ = None, {}
-        self.best_prior_ = chosen.name
-        self.best_candidate_ = chosen
-        masks = None if mask is None else np.repeat(mask[None], self.n_members, axis=0)
-        self.model_, self.history_ = context.fit_final(chosen, masks, checkpoint_seconds)
+        with _quiet_retracing():
+            if self.prior == "auto":
+                chosen, mask = self._cross_validate(context)
+            else:
+                chosen, mask = self._fixed_candidate(), None
+                self.best_index_, self.cv_results_ = None, {}
+            self.best_prior_ = chosen.name
+            self.best_candidate_ = chosen
+            masks = None if mask is None else np.repeat(mask[None], self.n_members, axis=0)
+            self.model_, self.history_ = context.fit_final(chosen, masks, checkpoint_seconds)
         self.model_.metadata = self._metadata()
         return self
 

@@ -187,3 +187,27 @@ def test_it_works_in_pipelines_grid_search_and_cross_validation():
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):
         GradINNRegressor(**{**TINY, **params}).fit(X, Y)
+
+
+def test_a_fit_prints_no_retracing_warnings():
+    import logging
+
+    import tensorflow as tf
+
+    class Records(logging.Handler):
+        messages: list = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    handler = Records()
+    tf.get_logger().addHandler(handler)
+    try:
+        # Enough models (five candidates' stacks and the final one) for
+        # TensorFlow to call their first traces excessive retracing.
+        GradINNRegressor(**TINY).fit(X, Y)
+        GradINNRegressor(**TINY).fit(X, Y)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [m for m in handler.messages if "retracing" in m]
+    assert not tf.get_logger().filters
