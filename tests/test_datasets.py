@@ -378,7 +378,8 @@ def test_scale_quick_runs_every_record_in_child_processes():
     assert 0 < stream["peak_rss_mib"] < 2048 and math.isfinite(stream["final_loss"])
     gp = [r for r in records if r["record"] == "gp_fit"]
     assert [r["n"] for r in gp] == [50, 100]
-    assert all(r["status"] == "ok" and r["fit_seconds"] > 0 for r in gp)
+    # fit_seconds is rounded to 0.01 s: a fast machine may report 0.
+    assert all(r["status"] == "ok" and r["fit_seconds"] >= 0 for r in gp)
     # The child's own peak, without the TensorFlow of the parent process.
     assert all(r["peak_rss_mib"] < 600 for r in gp)
     extrapolated = [r for r in records if r["record"] == "gp_extrapolated"]
