@@ -1,4 +1,10 @@
-"""Shared test set-up: quiet TensorFlow logs and a seeded Keras per test."""
+"""Shared test set-up: quiet TensorFlow logs, a seeded Keras per test, and
+the one time limit for child processes.
+
+Tests import `SUBPROCESS_TIMEOUT` from here (`from conftest import
+SUBPROCESS_TIMEOUT`; `tests/` is on `sys.path` in pytest's default
+`prepend` import mode, as `import multiworker_worker` already relies on).
+"""
 
 import os
 
@@ -6,6 +12,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+
+def _timeout_scale() -> float:
+    """KERAS_GRADINN_TEST_TIMEOUT_SCALE (default 1): multiplies every child-process time limit."""
+    text = os.environ.get("KERAS_GRADINN_TEST_TIMEOUT_SCALE", "1")
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = float("nan")
+    if not scale > 0 or scale == float("inf"):
+        raise pytest.UsageError(
+            f"KERAS_GRADINN_TEST_TIMEOUT_SCALE must be a positive number, not {text!r}")
+    return scale
+
+
+# Seconds any one child process (a CLI run, an export check, a worker) may
+# take before the test fails. The limit only exists to turn a hang into a
+# failure, so it is far above the 5-60 s the children take on an idle
+# 2-core machine: a loaded machine (the suite beside three CPU-heavy
+# processes runs several times slower) must not fail. Scale it with
+# KERAS_GRADINN_TEST_TIMEOUT_SCALE (e.g. 4 on a slow shared runner, 0.2 to
+# find hangs quickly on a fast idle one).
+SUBPROCESS_TIMEOUT: float = 900.0 * _timeout_scale()
 
 
 @pytest.fixture(autouse=True)

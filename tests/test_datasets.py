@@ -15,6 +15,7 @@ import tensorflow as tf
 import keras_gradinn as kg
 from keras_gradinn import datasets
 from keras_gradinn.datasets import DataError
+from conftest import SUBPROCESS_TIMEOUT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -365,7 +366,9 @@ def test_scale_quick_runs_every_record_in_child_processes():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     result = subprocess.run([sys.executable, "-m", "keras_gradinn.scale", "--quick"],
-                            capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+                            capture_output=True, text=True, env=env,
+                            timeout=SUBPROCESS_TIMEOUT,
+                            cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     stream = records[0]
@@ -375,7 +378,8 @@ def test_scale_quick_runs_every_record_in_child_processes():
     assert 0 < stream["peak_rss_mib"] < 2048 and math.isfinite(stream["final_loss"])
     gp = [r for r in records if r["record"] == "gp_fit"]
     assert [r["n"] for r in gp] == [50, 100]
-    assert all(r["status"] == "ok" and r["fit_seconds"] > 0 for r in gp)
+    # fit_seconds is rounded to 0.01 s: a fast machine may report 0.
+    assert all(r["status"] == "ok" and r["fit_seconds"] >= 0 for r in gp)
     # The child's own peak, without the TensorFlow of the parent process.
     assert all(r["peak_rss_mib"] < 600 for r in gp)
     extrapolated = [r for r in records if r["record"] == "gp_extrapolated"]

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from keras_gradinn import cli, perf
+from conftest import SUBPROCESS_TIMEOUT
 
 
 def test_model_flops_follow_the_stated_rule():
@@ -40,7 +41,7 @@ def test_a_small_run_records_both_methods_and_renders_a_table():
 
 
 def test_a_failed_measurement_is_a_record_not_a_crash():
-    record = perf._spawn({"kind": "nonsense"}, timeout=120)
+    record = perf._spawn({"kind": "nonsense"}, timeout=SUBPROCESS_TIMEOUT)
     assert record["kind"] == "nonsense" and "unknown measurement kind" in record["error"]
     assert "failed:" in perf.table([record])
 
