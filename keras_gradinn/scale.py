@@ -512,10 +512,11 @@ def _gp_sweep(args: argparse.Namespace, emit) -> list[dict[str, Any]]:
                 break
             size = min(size * 2, target)
     stop_record = {"record": "gp_stop", "reason": stop or f"reached --gp-max {args.gp_max}"}
-    if len(completed) >= 2:
+    a, b = (completed[-2], completed[-1]) if len(completed) >= 2 else (None, None)
+    # Fit times are rounded to 0.01 s: a tiny fit on a fast machine reports 0.
+    if a is not None and a["fit_seconds"] > 0 and b["fit_seconds"] > 0:
         # How fast the fit time actually grew between the two largest completed runs:
         # below 3 while the O(n^2 d) kernel gradients outweigh the O(n^3) Cholesky.
-        a, b = completed[-2], completed[-1]
         stop_record["observed_time_exponent"] = round(
             math.log(b["fit_seconds"] / a["fit_seconds"]) / math.log(b["n"] / a["n"]), 2)
     records.append(stop_record)
@@ -588,7 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.rows, args.batch_size, args.shuffle_buffer = 4096, 256, 1024
         args.n_collocation, args.gp_start, args.gp_max = 64, 50, 100
-        args.gp_restarts, args.time_limit = 0, min(args.time_limit, 60.0)
+        # The limit stops a runaway fit; a loaded machine may need minutes to start one.
+        args.gp_restarts, args.time_limit = 0, min(args.time_limit, 600.0)
 
     def emit(record):
         print(json.dumps(record), flush=True)
