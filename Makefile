@@ -7,7 +7,7 @@ VENV ?= .venv
 DEMO_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all clean
+.PHONY: demo test test-all mutations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(VENV)/.installed-test
 
 test-all: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m ""
+
+# Breaks each guarantee of docs/reliability.md on purpose; its test must fail (~20 min).
+mutations: $(VENV)/.installed-test
+	$(BIN)/python tools/mutations.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
