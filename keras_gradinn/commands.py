@@ -178,7 +178,7 @@ def _commit_dir(staging: pathlib.Path, out: pathlib.Path) -> None:
         out.rename(old)
     try:
         staging.rename(out)
-    except BaseException:
+    except OSError:
         if old is not None:
             old.rename(out)
         raise
