@@ -45,7 +45,7 @@ def umask():
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    """A data file and a complete tiny run directory written under UMASK, to copy and predict with."""
+    """A data file and a complete tiny run written under UMASK, to copy and predict with."""
     folder = tmp_path_factory.mktemp("finished")
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(12, 2))
@@ -96,7 +96,8 @@ def test_a_fit_that_fails_while_publishing_a_new_run_directory_leaves_nothing(
     fail_at(monkeypatch, "the rename", "new")
     out = tmp_path / "runs" / "new"  # its parent is created by the fit, so must go too
     assert main(["fit", str(finished_run / "data.csv"), *FIT, "--out", str(out)]) == 1
-    assert capsys.readouterr().err.strip() == "keras-gradinn: error: [Errno 28] No space left on device"
+    error = capsys.readouterr().err.strip()
+    assert error == "keras-gradinn: error: [Errno 28] No space left on device"
     assert list(tmp_path.iterdir()) == []  # no run, staging, checkpoint nor parent
 
 
