@@ -10,30 +10,67 @@ order, resuming from one reproduces the uninterrupted run exactly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import shutil
+import stat
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import TextIO
 
 import keras
 import numpy as np
 
-__all__ = ["Checkpointer", "ResumableEarlyStopping", "latest", "restore", "write_atomically"]
+__all__ = ["Checkpointer", "ResumableEarlyStopping", "atomic_file", "latest", "plain_mode",
+           "restore", "write_atomically"]
 
 
-def write_atomically(path: pathlib.Path, text: str) -> None:
-    """Writes `text` to a temporary sibling of `path`, then renames it into place."""
+def plain_mode(target: pathlib.Path, *, directory: bool = False) -> int:
+    """The permission bits a plain `open(target, "w")` (or `mkdir`) would leave on `target`.
+
+    `tempfile.mkstemp` creates files 0o600 and `mkdtemp` directories 0o700,
+    whatever the umask; an artifact staged with them gets these bits before
+    it is renamed into place, so that users see the mode they would without
+    the staging. As with `open`, an existing target keeps its own bits; a
+    new one gets 0o666 (0o777 for a directory) minus the umask.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        return stat.S_IMODE(os.stat(target).st_mode)
+    # The umask can only be read by setting it. Set a strict one meanwhile,
+    # so that a file another thread creates in between is private, not open.
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+@contextlib.contextmanager
+def atomic_file(path: pathlib.Path, *, newline: str | None = None) -> Iterator[TextIO]:
+    """A text stream whose contents replace `path` only once the block completes.
+
+    The text goes to a temporary sibling, which gets `plain_mode(path)` and
+    is renamed over `path`. If the block or the rename fails, `path` is left
+    as it was and the sibling is removed. (A killed process can leave the
+    sibling, `.<name>.partial-*`, but never a half-written `path`.)
+    """
     path = pathlib.Path(path)
     handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
     try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "w", newline=newline) as stream:
+            yield stream
+        os.chmod(staging, plain_mode(path))
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):
             os.remove(staging)
+
+
+def write_atomically(path: pathlib.Path, text: str) -> None:
+    """Writes `text` to a temporary sibling of `path`, then renames it into place."""
+    with atomic_file(path) as stream:
+        stream.write(text)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -74,17 +111,23 @@ class Checkpointer(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         if time.monotonic() - self._last < self.seconds:
             return
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=".partial-", dir=self.directory))
-        self.model.save_weights(staging / "model.weights.h5")
-        state = {"epoch": epoch, "history": self.history}
-        stopper = self.early_stopping
-        if stopper is not None:
-            state["early_stopping"] = stopper.state()
-            if stopper.best_weights is not None:
-                np.savez(staging / "best_weights.npz", *stopper.best_weights)
-        (staging / "state.json").write_text(json.dumps(state))
         final = self.directory / f"epoch-{epoch:06d}"
-        staging.rename(final)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".partial-", dir=self.directory))
+        try:
+            self.model.save_weights(staging / "model.weights.h5")
+            state = {"epoch": epoch, "history": self.history}
+            stopper = self.early_stopping
+            if stopper is not None:
+                state["early_stopping"] = stopper.state()
+                if stopper.best_weights is not None:
+                    np.savez(staging / "best_weights.npz", *stopper.best_weights)
+            (staging / "state.json").write_text(json.dumps(state))
+            staging.rename(final)
+        finally:
+            # After a failed write (a full disk, say) leave no partial directory;
+            # after the rename there is nothing left to remove.
+            shutil.rmtree(staging, ignore_errors=True)
+        # Only now that the new checkpoint is complete may the older ones go.
         for older in self.directory.glob("epoch-*"):
             if older != final:
                 shutil.rmtree(older, ignore_errors=True)
@@ -92,7 +135,11 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 def latest(directory: pathlib.Path) -> pathlib.Path | None:
-    """The newest complete checkpoint in `directory`, or None."""
+    """The newest complete checkpoint in `directory`, or None.
+
+    Only renamed checkpoints count: a write killed part-way leaves at most a
+    `.partial-*` directory, which is ignored.
+    """
     found = sorted(directory.glob("epoch-*")) if directory.is_dir() else []
     return found[-1] if found else None
 

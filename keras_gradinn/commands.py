@@ -3,7 +3,9 @@
 Each command checks everything it can before training or writing, and
 writes its outputs atomically: a run directory is assembled in a temporary
 sibling and renamed into place, a predictions file is written next to its
-target and renamed.
+target and renamed. Both get the permission bits a plain `mkdir` or `open`
+would give them, not the private ones of a temporary file. A run that fails
+leaves nothing behind; one that is interrupted leaves its checkpoints.
 """
 
 from __future__ import annotations
@@ -282,6 +284,15 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         cv_steps=config["cv_steps"], n_members=config["n_members"], random_state=config["seed"],
         verbose=0 if quiet else 1)
     created = [p for p in (checkpoint_dir, *checkpoint_dir.parents) if not p.exists()]
+
+    def discard() -> None:
+        # A run that failed (rather than being interrupted) cannot be resumed
+        # into anything better: leave nothing behind.
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        for directory in created[1:]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
     if not resume:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         checkpoint_dir.mkdir(parents=True)
@@ -291,12 +302,7 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         estimator.fit(x_train, y_train, checkpoint_dir=checkpoint_dir,
                       checkpoint_seconds=config["checkpoint_seconds"])
     except Exception:
-        # A run that failed (rather than being interrupted) cannot be resumed
-        # into anything better: leave nothing behind.
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        for directory in created[1:]:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+        discard()
         raise
     seconds = time.perf_counter() - start
     model = estimator.model_
@@ -341,8 +347,16 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         plots.loss_curves(staging / "loss.png", estimator.history_,
                           steps_per_epoch=training.epoch_steps(config["steps"]))
         plots.slices(staging / "slices.png", model, np.median(x_train, axis=0), x_train)
+        # mkdtemp makes the directory private; give it the mode a plain mkdir would.
+        from keras_gradinn.checkpoints import plain_mode
+
+        os.chmod(staging, plain_mode(out, directory=True))
         _commit_dir(staging, out)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)  # first, so that discard() can remove parents
+        discard()
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return metrics
@@ -376,16 +390,13 @@ def _write_csv_atomically(path: pathlib.Path, header: list[str], rows: np.ndarra
         raise CommandError(f"{path.parent}: no such directory")
     if path.is_dir():
         raise CommandError(f"{path}: is a directory; give a file name for --out")
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(header)
-            writer.writerows([[repr(float(v)) for v in row] for row in rows])
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
+    from keras_gradinn.checkpoints import atomic_file
+
+    # atomic_file also gives the file the mode a plain open() would, not mkstemp's 0o600.
+    with atomic_file(path, newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows([[repr(float(v)) for v in row] for row in rows])
 
 
 def predict(model_path: str, data_path: str, *, out: str, gradient: bool = False) -> list[str]:
