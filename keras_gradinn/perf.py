@@ -34,6 +34,7 @@ import dataclasses
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -328,10 +329,9 @@ def table(records: Sequence[dict[str, Any]]) -> str:
 
 def _write_lines(path: str, lines: Sequence[str]) -> None:
     """Writes `lines` to `path` through a temporary file and a rename."""
-    staging = f"{path}.partial"
-    with open(staging, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    os.replace(staging, path)
+    from keras_gradinn.checkpoints import write_atomically
+
+    write_atomically(pathlib.Path(path), "\n".join(lines) + "\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
