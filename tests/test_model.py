@@ -615,21 +615,143 @@ def test_bad_seeds_are_refused(seed):
         mlp_model(seed=seed)
 
 
+class StepRecorder(keras.callbacks.Callback):
+    """The guarded weights and the optimizer state before training and after each step.
+
+    `fit` must run one step per call (`steps_per_execution=1`) so that
+    `states[k]` is the state after step k (`states[0]`: before the first).
+    """
+
+    def on_train_begin(self, logs=None):
+        self.states = [self._state()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.states.append(self._state())
+
+    def _state(self):
+        model = self.model
+        weights = [w.copy() for w in model.network.get_weights() + model.prior.get_weights()]
+        optimizer = [keras.ops.convert_to_numpy(v).copy() for v in model.optimizer.variables]
+        return weights, optimizer
+
+
+def assert_state_equal(model, weights, optimizer, tolerance=0.0):
+    """The guarded weights and every optimizer variable equal these.
+
+    Exactly by default; else to `tolerance` times each array's largest value.
+    """
+    now = model.network.get_weights() + model.prior.get_weights()
+    variables = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    assert len(now) == len(weights) and len(variables) == len(optimizer)
+    for a, b in zip(now + variables, list(weights) + list(optimizer)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tolerance * np.abs(b).max())
+
+
 def test_a_diverging_run_stops_naming_the_step_and_term_and_keeps_finite_weights(tmp_path):
+    # SGD with momentum at a rate of 1e4 blows up on the third step (measured:
+    # losses 0.75 and 6e15, then inf); the batches are fixed (shuffle=False)
+    # and the collocation pool is whole at every step, so the run is the same
+    # every time and the losses below can be recomputed independently.
     x = points_2d(64, seed=1)
     y = 50.0 * np.sin(3 * x[:, :1]) * x[:, 1:]
-    model = mlp_model(gradient_weight=1.0)
-    model.compile(optimizer=keras.optimizers.SGD(1e4))
-    with pytest.raises(kg.NonFiniteLossError,
-                       match=r"training stopped at step \d+: the (data_loss|gradient_loss)"):
-        model.fit(x, y, epochs=20, batch_size=16, verbose=0)
-    assert all(np.isfinite(w).all() for w in model.get_weights())
-    assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.optimizer.variables)
+    points = points_2d(40, seed=9)
+
+    def diverge(steps_per_execution):
+        model = mlp_model(gradient_weight=1.0, sampler=points, n_collocation=40)
+        model.compile(optimizer=keras.optimizers.SGD(1e4, momentum=0.5),
+                      steps_per_execution=steps_per_execution)
+        recorder = StepRecorder()
+        with pytest.raises(kg.NonFiniteLossError) as error:
+            model.fit(x, y, epochs=20, batch_size=16, shuffle=False, verbose=0,
+                      callbacks=[recorder])
+        return model, recorder.states, str(error.value)
+
+    model, states, message = diverge(1)
+
+    assert message.startswith("training stopped at step 3: the data_loss and gradient_loss "
+                              "became NaN or infinite; the weights are restored to the last "
+                              "ones whose loss was finite (those before step 2)"), message
+    # Step 3 is the first non-finite one: recomputed from the recorded weights,
+    # step 2's losses (at the weights after step 1) are finite and step 3's
+    # (at the weights after step 2) are not.
+    network, prior = len(model.network.get_weights()), len(model.prior.get_weights())
+    final = model.network.get_weights() + model.prior.get_weights()
+    for step, finite in ((1, True), (2, True), (3, False)):
+        weights = states[step - 1][0]
+        model.network.set_weights(weights[:network])
+        model.prior.set_weights(weights[network:])
+        rows = slice(16 * (step - 1), 16 * step)
+        with np.errstate(over="ignore", invalid="ignore"):
+            losses = independent_losses(model, x[rows], y[rows], points)
+        assert np.isfinite(losses).all() == finite, (step, losses)
+    model.network.set_weights(final[:network])
+    model.prior.set_weights(final[network:])
+    # The weights are those step 2 started from (its loss was finite; its
+    # update is what diverged); the optimizer state is the one after step 2,
+    # as step 3 left it alone.
+    assert_state_equal(model, states[1][0], states[2][1])
+    assert int(model.optimizer.iterations) == 2
+    assert any(np.any(v != 0) for v in states[2][1][2:])  # the momenta are really there
+
+    # Several steps per call: the same step is reported and the later steps of
+    # the call change nothing. The loop over steps is another graph, whose
+    # float32 rounding differs, and step 2's gradients (~1e17) amplify it
+    # (measured: up to 5e-5 of each array's largest value), while step 2
+    # moved every weight array by over 1e-2 of it.
+    batched, _, batched_message = diverge("auto")
+    assert batched.steps_per_execution == 4 and batched_message == message
+    assert int(batched.optimizer.iterations) == 2
+    assert_state_equal(batched, states[1][0], states[2][1], tolerance=1e-3)
+    assert all(np.abs(a - b).max() > 1e-2 * np.abs(a).max()
+               for a, b in zip(states[1][0], states[2][0]))
+
     assert np.isfinite(model.predict(x, verbose=0)).all()
     assert np.isfinite(model.predict_gradient(x)).all()
     model.save(tmp_path / "m.keras")
     model.compile(optimizer=keras.optimizers.Adam(1e-4))
     assert np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"]).all()
+
+
+class RootOfShiftedInput(keras.layers.Layer):
+    """sqrt(a * (z0 + 1)): finite at z0 = -1, where its derivative in `a` is 0/0."""
+
+    def build(self, input_shape):
+        self.a = self.add_weight(name="a", shape=(), initializer="ones")
+
+    def call(self, z):
+        return tf.sqrt(self.a * (z[:, :1] + 1.0))
+
+
+def test_a_finite_loss_with_a_non_finite_gradient_stops_naming_the_weight_update():
+    # Row 40 lies on the lower bound of x0, so z0 = -1 exactly there: the
+    # prediction and the loss stay finite, but the loss's derivative in `a`
+    # is NaN. Rows 32-47 are the third batch.
+    x = points_2d(48, seed=1)
+    x[40, 0] = BOUNDS_2D[0][0]
+    y = np.sin(x[:, :1]) + x[:, 1:]
+    inputs = keras.Input(shape=(2,))
+    features = keras.layers.Concatenate()([RootOfShiftedInput()(inputs), inputs[:, 1:]])
+    network = keras.Model(inputs, keras.layers.Dense(1)(features))
+    points = points_2d(40, seed=9)  # inside the box, where the Jacobian is finite
+    model = kg.GradINN(network, "constant", bounds=BOUNDS_2D, sampler=points, n_collocation=40,
+                       gradient_weight=0.1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), steps_per_execution=1)
+    recorder = StepRecorder()
+
+    with pytest.raises(kg.NonFiniteLossError,
+                       match=r"^training stopped at step 3: the weight update \(the losses were "
+                             r"finite, their gradients were not\) became NaN or infinite; the "
+                             r"weights are restored to the last ones whose loss was finite "
+                             r"\(those before step 2\)"):
+        model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+                  callbacks=[recorder])
+
+    states = recorder.states
+    assert_state_equal(model, states[1][0], states[2][1])
+    assert int(model.optimizer.iterations) == 2
+    assert all(np.all(np.isfinite(w)) for w in states[2][0])  # step 2's update was applied
+    assert not all(np.array_equal(a, b) for a, b in zip(states[1][0], states[2][0]))
+    assert any(np.any(v != 0) for v in states[2][1][2:])  # Adam's moments are really there
 
 
 def test_a_save_that_fails_midway_leaves_the_previous_file_intact(tmp_path, monkeypatch):
