@@ -71,7 +71,10 @@ class _NonFiniteGuard(keras.callbacks.Callback):
             term = _NONFINITE_TERMS[int(self.model._nonfinite_code.numpy())]
             self.model.stop_training = True
             if self.model.distribute_strategy.num_replicas_in_sync == 1:
-                weights = "the weights are restored to those before that step"
+                # The step before may be the update that diverged: its start
+                # is the last point whose loss was finite (see `GradINN._guard`).
+                weights = ("the weights are restored to the last ones whose loss was finite "
+                           f"(those before step {max(step - 1, 1)})")
             else:
                 weights = ("under a distribution strategy the update is not undone, so the "
                            "weights may be NaN: reload them from a checkpoint")

@@ -129,10 +129,30 @@ def check_finite_differences(model, x, prediction, jacobian, bounds) -> int:
     return len(columns)
 
 
-@settings(max_examples=15, deadline=None, derandomize=True,
+#: The least share of the examples that must train rather than be refused.
+#: The strategy draws valid problems only (bounds that fit float32, finite
+#: rows inside them; measured: 15 of 15 train), so without this a regression
+#: refusing every input with a ValueError would pass; the allowance (one
+#: example in 15) leaves room for a documented refusal at float32's edge.
+MINIMUM_TRAINED = 0.9
+
+
+def test_one_step_on_any_small_problem_gives_finite_answers_in_consistent_units():
+    outcomes: list[str] = []
+    check_one_problem(outcomes)
+    trained = outcomes.count("trained")
+    assert len(outcomes) >= 15, outcomes  # hypothesis really ran the examples
+    assert trained >= MINIMUM_TRAINED * len(outcomes), (
+        f"only {trained} of {len(outcomes)} examples trained; the rest were refused: "
+        f"{[o for o in outcomes if o != 'trained']}"
+    )
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
-def test_one_step_on_any_small_problem_gives_finite_answers_in_consistent_units(problem):
+def check_one_problem(outcomes: list[str], problem) -> None:
+    """One example: it trains with consistent answers, or is refused with a message."""
     bounds, x, y, seed = problem["bounds"], problem["x"], problem["y"], problem["seed"]
     n, d = x.shape
     m = y.shape[1]
@@ -141,7 +161,9 @@ def test_one_step_on_any_small_problem_gives_finite_answers_in_consistent_units(
     except (ValueError, TypeError) as error:  # the package's documented refusals
         assert str(error).strip(), f"{type(error).__name__} without a message"
         event(f"refused with {type(error).__name__}")
+        outcomes.append(f"{type(error).__name__}: {error}")
         return
+    outcomes.append("trained")
 
     assert prediction.shape == (n, m) and np.isfinite(prediction).all()
     assert jacobian.shape == (n, m, d) and np.isfinite(jacobian).all()
