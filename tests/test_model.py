@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import keras_gradinn as kg
+from conftest import SUBPROCESS_TIMEOUT
 
 BOUNDS_2D = [(-2.0, 4.0), (10.0, 11.0)]
 
@@ -154,20 +155,20 @@ def test_reported_losses_equal_an_independent_computation(m):
 
     data, gradient, total = independent_losses(model, x, y, points)
     result = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
-    assert result["data_loss"] == pytest.approx(data, abs=1e-6)
-    assert result["gradient_loss"] == pytest.approx(gradient, abs=1e-6)
-    assert result["loss"] == pytest.approx(total, abs=1e-6)
+    assert result["data_loss"] == pytest.approx(data, rel=1e-5, abs=1e-6)
+    assert result["gradient_loss"] == pytest.approx(gradient, rel=1e-5, abs=1e-6)
+    assert result["loss"] == pytest.approx(total, rel=1e-5, abs=1e-6)
     assert gradient > 1e-3  # the term is really there
 
     # The training step reports the losses of the weights it starts from.
     history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
-    assert history.history["loss"][0] == pytest.approx(total, abs=1e-6)
+    assert history.history["loss"][0] == pytest.approx(total, rel=1e-5, abs=1e-6)
 
     weighted, _, _ = independent_losses(model, x, y, points, sample_weight=weights)
     result = model.evaluate(
         x, y, sample_weight=weights, batch_size=32, verbose=0, return_dict=True
     )
-    assert result["data_loss"] == pytest.approx(weighted, abs=1e-6)
+    assert result["data_loss"] == pytest.approx(weighted, rel=1e-5, abs=1e-6)
     assert abs(weighted - data) > 1e-4
 
 
@@ -485,7 +486,7 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_single_device():
         [sys.executable, "-c", MIRRORED_SCRIPT],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=SUBPROCESS_TIMEOUT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -697,7 +698,10 @@ def test_one_dimensional_inputs_have_a_jacobian_of_rank_three():
     x = np.array([0.5, 1.0, 1.5])
     y, jacobian = model.value_and_jacobian(x)
     assert tuple(y.shape) == (3, 2) and tuple(jacobian.shape) == (3, 2, 1)
-    np.testing.assert_allclose(jacobian.numpy(), model.predict_gradient(x), rtol=1e-6)
+    # predict_gradient runs in a graph, value_and_jacobian eagerly: float32 rounding
+    # of sums taken in another order, relative to the largest entry.
+    np.testing.assert_allclose(jacobian.numpy(), model.predict_gradient(x), rtol=0,
+                               atol=16 * np.finfo(np.float32).eps * np.abs(jacobian).max())
     model.set_sampler(np.linspace(0.0, 2.0, 20))  # 1-D points are fine when d = 1
 
 
@@ -935,7 +939,7 @@ REPRODUCE = textwrap.dedent(
 def test_the_same_seed_gives_bit_identical_results_in_two_processes():
     runs = [
         subprocess.run([sys.executable, "-c", REPRODUCE], capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                       timeout=SUBPROCESS_TIMEOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         for _ in range(2)
     ]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
