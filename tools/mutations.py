@@ -64,6 +64,100 @@ MUTATIONS: tuple[Mutation, ...] = (
         "* 1e6, seed.dtype) % 997)",
         ("tests/test_model.py::test_collocation_points_lie_in_the_domain_and_are_reproducible",)),
     Mutation(
+        "guard-keeps-bad-weights", "a diverging run keeps the last finite weights",
+        "keras_gradinn/model.py",
+        "                v.assign(b)\n",
+        "                pass\n",
+        ("tests/test_model.py::test_a_diverging_run_stops_naming_the_step_and_term_and_keeps_finite_weights",)),
+    Mutation(
+        "guard-ignores-update", "a finite loss with a non-finite update is stopped, naming it",
+        "keras_gradinn/model.py",
+        "tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])",
+        "tf.constant(True)",
+        ("tests/test_model.py::test_a_finite_loss_with_a_non_finite_gradient_stops_naming_the_weight_update",)),
+    Mutation(
+        "mismatch-in-float32", "float64 training computes in float64",
+        "keras_gradinn/model.py",
+        "dtype = tf.float64 if jacobian.dtype == tf.float64 else tf.float32",
+        "dtype = tf.float32",
+        ("tests/test_model.py::test_training_under_other_dtype_policies_matches_float32",)),
+    Mutation(
+        "unscaled-float16-loss", "mixed_float16 training matches float32",
+        "keras_gradinn/model.py",
+        "scaled_loss = self.optimizer.scale_loss(loss * self.members)",
+        "scaled_loss = loss * self.members",
+        ("tests/test_model.py::test_training_under_other_dtype_policies_matches_float32",)),
+    Mutation(
+        "transposed-field", "a prior field (n, m*d) or (n, m, d) is read as outputs x inputs",
+        "keras_gradinn/model.py",
+        "field = tf.reshape(field, [1, -1, self.output_dim, self.input_dim])",
+        "field = tf.transpose(tf.reshape(field, [1, -1, self.input_dim, self.output_dim]), "
+        "[0, 1, 3, 2])",
+        ("tests/test_model.py::test_a_prior_field_of_either_shape_is_read_as_outputs_by_inputs",)),
+    Mutation(
+        "xla-step-differs", "training with XLA equals the graph path",
+        "keras_gradinn/model.py",
+        "scaled_loss = self.optimizer.scale_loss(loss * self.members)",
+        "scaled_loss = self.optimizer.scale_loss(loss * self.members * "
+        "(1.01 if self.jit_compile is True else 1.0))",
+        ("tests/test_model.py::test_xla_training_matches_the_graph_path",)),
+    Mutation(
+        "csv-in-place", "prediction CSVs are written atomically",
+        "keras_gradinn/commands.py",
+        'with atomic_file(path, newline="") as stream:',
+        'with open(path, "w", newline="") as stream:',
+        ("tests/test_atomic_writes.py::test_a_predict_that_fails_while_writing_leaves_the_old_csv_byte_identical",)),
+    Mutation(
+        "private-files", "written files get the mode a plain open() gives",
+        "keras_gradinn/checkpoints.py",
+        "        os.chmod(staging, plain_mode(path))\n",
+        "",
+        ("tests/test_atomic_writes.py::test_a_prediction_csv_gets_the_mode_open_gives",)),
+    Mutation(
+        "private-run-dir", "run directories get the mode a plain mkdir gives",
+        "keras_gradinn/commands.py",
+        "        os.chmod(staging, plain_mode(out, directory=True))\n",
+        "",
+        ("tests/test_atomic_writes.py::test_a_run_directory_gets_the_mode_mkdir_gives",)),
+    Mutation(
+        "run-dir-old-removed-first", "a replaced run directory survives a failed replacement",
+        "keras_gradinn/commands.py",
+        "        out.rename(old)\n",
+        "        shutil.rmtree(out)\n        old = None\n",
+        ("tests/test_atomic_writes.py::test_a_fit_that_fails_while_replacing_a_run_leaves_the_old_run_byte_identical",)),
+    Mutation(
+        "failed-run-keeps-checkpoints", "a fit that fails leaves nothing behind",
+        "keras_gradinn/commands.py",
+        "        shutil.rmtree(staging, ignore_errors=True)  # first, so that discard() can "
+        "remove parents\n        discard()\n",
+        "        shutil.rmtree(staging, ignore_errors=True)  # first, so that discard() can "
+        "remove parents\n",
+        ("tests/test_atomic_writes.py::test_a_fit_that_fails_while_publishing_a_new_run_directory_leaves_nothing",)),
+    Mutation(
+        "checkpoint-debris-counts", "an interrupted checkpoint write is never resumed from",
+        "keras_gradinn/checkpoints.py",
+        'found = sorted(directory.glob("epoch-*"))',
+        'found = sorted(directory.glob("*"))',
+        ("tests/test_atomic_writes.py::test_a_checkpoint_killed_midway_leaves_debris_that_latest_ignores",)),
+    Mutation(
+        "checkpoint-left-partial", "a checkpoint write that fails keeps the previous one, no debris",
+        "keras_gradinn/checkpoints.py",
+        "            shutil.rmtree(staging, ignore_errors=True)\n",
+        "            pass\n",
+        ("tests/test_atomic_writes.py::test_a_checkpoint_that_fails_midway_leaves_the_previous_one_loadable_and_no_debris",)),
+    Mutation(
+        "prior-scale-off", "the smooth prior's initial_scale sets its magnitude",
+        "keras_gradinn/priors.py",
+        "factor = initial_scale / rms if rms > 0 else 0.0",
+        "factor = initial_scale ** 1.00001 / rms if rms > 0 else 0.0",
+        ("tests/test_priors.py::test_initial_scale_sets_smooth_prior_magnitude",)),
+    Mutation(
+        "stacked-member-differs", "a stack's members are the networks built with their seeds",
+        "keras_gradinn/stacked.py",
+        "        return tf.transpose(outputs, [1, 0, 2])\n",
+        "        return tf.transpose(outputs, [1, 0, 2]) * 1.00001\n",
+        ("tests/test_stacked.py::test_members_equal_the_networks_built_with_their_seeds",)),
+    Mutation(
         "choose-worst", "the automatic choice is the best held-out score",
         "keras_gradinn/estimator.py",
         "self.best_index_ = int(np.argmax(mean))",
