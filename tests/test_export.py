@@ -1,5 +1,6 @@
 """Exported SavedModels and ONNX files answer like the Keras model, or are not written."""
 
+import hashlib
 import json
 import os
 import pathlib
@@ -219,6 +220,68 @@ def test_verify_detects_a_model_that_changed_after_export(tmp_path):
         export.verify(model, path, n=50)
 
 
+def file_digests(directory):
+    """Every file under `directory`, by relative path, with its contents' hash."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+MISMATCH = r"serving_default/y/(one|all) differs from Keras by up to"
+
+
+def recording_fresh_process_runs(monkeypatch):
+    """Records what artifacts answer in the verification's fresh processes."""
+    answers = {}
+    run = export._run_in_fresh_process
+
+    def run_and_record(*args):
+        answers.update(run(*args))
+        return dict(answers)
+
+    monkeypatch.setattr(export, "_run_in_fresh_process", run_and_record)
+    return answers
+
+
+def test_a_saved_model_that_disagrees_with_keras_is_refused_and_leaves_the_previous_version(
+    tmp_path, monkeypatch
+):
+    model = trained_model("tanh", 1)
+    base = tmp_path / "serving"
+    # Without the gradient signature: the first mismatch found ends the
+    # check, and a fresh process answering one signature is seconds faster.
+    first = export.to_saved_model(model, base, with_gradient=False, verify=False)
+    previous = file_digests(first)
+    kernel = model.network.get_layer("output").kernel
+    original = kernel.numpy()
+    # `keras.export.ExportArchive()` returns the backend's archive class.
+    archive_type = type(keras.export.ExportArchive())
+    write_out = archive_type.write_out
+
+    def write_slightly_different_weights(self, *args, **kwargs):
+        # The artifact gets output weights 0.1% off; Keras keeps the originals.
+        kernel.assign(original * 1.001)
+        try:
+            return write_out(self, *args, **kwargs)
+        finally:
+            kernel.assign(original)
+
+    monkeypatch.setattr(archive_type, "write_out", write_slightly_different_weights)
+    answers = recording_fresh_process_runs(monkeypatch)
+    with pytest.raises(export.ExportVerificationError, match=MISMATCH):
+        export.to_saved_model(model, base, with_gradient=False)
+    assert answers  # refused after loading and running the artifact in a fresh process
+    # No version 2, no staging directory, and version 1 untouched.
+    assert sorted(p.name for p in base.iterdir()) == ["1"]
+    assert file_digests(first) == previous
+
+    # `verify` on its own refuses the same answers. They are replayed rather
+    # than recomputed: a fresh process costs seconds, and the loading is the
+    # same `_run_in_fresh_process` as above.
+    monkeypatch.setattr(export, "_run_in_fresh_process", lambda *args: dict(answers))
+    with pytest.raises(export.ExportVerificationError, match=MISMATCH):
+        export.verify(model, first)
+
+
 @pytest.mark.parametrize(
     "call, error, message",
     [
@@ -258,17 +321,40 @@ def test_importing_the_package_does_not_import_the_converters():
     assert result.stdout.strip() == "[]"
 
 
-def test_verification_tolerance_follows_the_output_units(tmp_path):
-    # Outputs of order 1e4 over an input range of 1e-3: float32 rounding alone
-    # exceeds an absolute 1e-5 in these units, not in standardised ones.
+def test_verification_tolerance_follows_the_output_units(tmp_path, monkeypatch):
+    # Outputs of order 1e6 over an input range of 1e-3 (derivatives of order
+    # 1e9): float32 rounding alone exceeds an absolute 1e-5 in these units,
+    # not in standardised ones.
     bounds = [(0.0, 1e-3), (0.0, 1.0)]
     model = kg.GradINN(kg.mlp(2, 1, width=16, depth=2, seed=1), "smooth", bounds=bounds,
                        n_collocation=16)
     model.compile(optimizer="adam")
     x = kg.sampling.sample(64, bounds, seed=0)
-    model.fit(x, 3e4 * np.sin(2e3 * x[:, :1]) + 1e4 * x[:, 1:], epochs=2, verbose=0)
-    path = export.to_onnx(model, tmp_path / "big.onnx", with_gradient=True)
+    model.fit(x, 1e6 * (3 * np.sin(2e3 * x[:, :1]) + x[:, 1:]), epochs=2, verbose=0)
+    answers = recording_fresh_process_runs(monkeypatch)
+    path = export.to_onnx(model, tmp_path / "big.onnx", with_gradient=True)  # round-off passes
     assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+    assert np.abs(answers["onnx/y/all"]).max() > 1e5
+    assert np.abs(answers["onnx/dy_dx/all"]).max() > 1e8
+
+    def replay(scale):
+        """The artifact's answers with `scale[name]` applied to each output.
+
+        `verify`'s defaults draw the same 1000 points as the export's check.
+        """
+        changed = {key: value * np.float32(scale.get(key.split("/")[1], 1.0))
+                   for key, value in answers.items()}
+        monkeypatch.setattr(export, "_run_in_fresh_process", lambda *args: changed)
+
+    # A few float32 ulps more on every output is still accepted...
+    replay({"y": 1 + 8 * np.finfo(np.float32).eps, "dy_dx": 1 - 8 * np.finfo(np.float32).eps})
+    export.verify(model, path)
+    # ...but either output 0.1% off is caught, however large its units.
+    for name in ("y", "dy_dx"):
+        replay({name: 1.001})
+        with pytest.raises(export.ExportVerificationError,
+                           match=f"onnx/{name}/(one|all) differs from Keras by up to"):
+            export.verify(model, path)
 
 
 def current_umask():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_gradinn as kg
 from keras_gradinn import mlp, value_and_jacobian
-from keras_gradinn.jacobian import dense_value_and_jacobian
+from keras_gradinn.jacobian import ACTIVATIONS, dense_value_and_jacobian
 
 
 @pytest.fixture
@@ -262,3 +263,96 @@ def test_explicit_chain_rule_refuses_unknown_modes():
     net = mlp(2, 1, width=4, depth=1, seed=0)
     with pytest.raises(ValueError, match="mode must be 'forward', 'reverse' or 'auto'"):
         dense_value_and_jacobian(net, tf.zeros((1, 2)), "sideways")
+
+
+def nearest_kink(network, z):
+    """The smallest |pre-activation| of any hidden unit at the points `z`."""
+    nearest, h = np.inf, z
+    for layer in network.layers[1:-1]:  # the output layer is linear
+        pre = tf.matmul(h, layer.kernel) + layer.bias
+        nearest = min(nearest, float(tf.reduce_min(tf.abs(pre))))
+        h = layer.activation(pre)
+    return nearest
+
+
+BOUNDS_3D = [(-1.0, 2.0), (0.0, 1.0), (-3.0, -1.0)]
+
+
+def one_training_update(jacobian, activation):
+    """One SGD step of a float64 GradINN with gradient_weight 1.
+
+    Returns the weights before the step, their change, the gradient loss
+    before the step and the nearest kink at the step's collocation points.
+    """
+    x = random_points(24, 3, seed=11) * [1.0, 1 / 3, 2 / 3] + [0.5, 0.5, -2.0]
+    y = np.stack([np.sin(x[:, 0]) * x[:, 1], x[:, 2] ** 2 - x[:, 0]], axis=1)
+    network = mlp(3, 2, width=6, depth=2, activation=activation, seed=3)
+    # Non-zero biases: Keras starts them at zero, which would hide an
+    # explicit forward pass that drops them, and gives ReLU units exact
+    # zeros (a point that switches off every unit of one layer).
+    rng = np.random.default_rng(6)
+    for layer in network.layers[1:]:
+        layer.bias.assign(rng.normal(0.0, 0.3, layer.bias.shape))
+    prior = kg.priors.smooth(3, 2, width=4, seed=5)
+    model = kg.GradINN(network, prior, bounds=BOUNDS_3D, n_collocation=32, gradient_weight=1.0,
+                       jacobian=jacobian, seed=4)
+    assert (model._dense is None) == (jacobian == "tape")  # the route under test
+    # Plain SGD: the update is the gradient times the learning rate. Adam's
+    # first step is close to sign(gradient), which would hide a wrong slope.
+    # Eagerly: the same train_step code, ten times faster than tracing it for
+    # one step (graph mode is compared in test_model.py, in float32).
+    model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
+    points = model.collocation_points(0)  # the first step's
+    gradient_loss = float(model.gradient_loss(points))
+    kink = nearest_kink(network, points)
+    variables = network.trainable_weights + prior.trainable_weights
+    before = [v.numpy() for v in variables]
+    model.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0)
+    update = [v.numpy() - b for v, b in zip(variables, before)]
+    return before, update, gradient_loss, kink
+
+
+#: The tape's update per activation, shared by the forward and reverse cases.
+TAPE_UPDATES = {}
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_the_explicit_chain_rule_gives_the_tapes_training_update_for_every_activation(
+    float64, activation, mode
+):
+    # The training step differentiates the Jacobian with respect to the
+    # weights, so each activation's closed-form slope and its derivative
+    # (through `tf.sigmoid`, `tf.exp`, ...) are checked against TensorFlow's
+    # own gradients of that activation and of their gradients. d=3 and m=2 so
+    # that a transposed Jacobian or a mixed-up axis cannot have the right shape.
+    before, update, gradient_loss, kink = one_training_update(mode, activation)
+    if activation not in TAPE_UPDATES:  # the same for both modes: computed once
+        TAPE_UPDATES[activation] = one_training_update("tape", activation)[:2]
+    tape_before, tape_update = TAPE_UPDATES[activation]
+    for a, b in zip(before, tape_before):
+        np.testing.assert_array_equal(a, b)
+    # The gradient term must be large enough to matter in the update;
+    # otherwise the comparison would mostly check the data term, which does
+    # not use the Jacobian.
+    assert gradient_loss > 1e-2
+
+    # ReLU's slope jumps at zero and its second derivative is zero elsewhere
+    # (both routes then give the outer gradient no contribution through the
+    # slope, so the comparison checks the products of kernels and slopes).
+    # The routes agree exactly unless a collocation point puts a hidden unit
+    # on its kink, where rounding could send their identical pre-activations
+    # to different sides: make sure none is near one. The seeds are fixed,
+    # so this holds or fails deterministically.
+    assert kink > 1e-6
+
+    # float64 rounding in a few hundred sums: 1e-9 relative is ~10^7 ulps of
+    # slack, while any wrong slope or transposition changes the update at the
+    # percent level. TensorFlow's exact GELU (which the tape differentiates)
+    # multiplies by 1/sqrt(2) rounded to float32, a relative error of 1.7e-8,
+    # so there the two routes differentiate functions 1e-8 apart (seen: 2e-9
+    # of the largest update): 1e-6 still sees any wrong formula.
+    rtol, atol = (1e-6, 1e-6) if activation == "gelu" else (1e-9, 1e-12)
+    for a, b in zip(update, tape_update):
+        assert np.abs(b).max() > 0
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * np.abs(b).max())
