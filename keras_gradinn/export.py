@@ -342,9 +342,9 @@ def to_onnx(
     try:
         onnx.save_model(proto, staging)
         # mkstemp makes the file private; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o666 & ~umask)
+        from keras_gradinn.checkpoints import plain_mode
+
+        os.chmod(staging, plain_mode(target))
         if verify:
             _verify(model, staging, atol=atol, rtol=rtol)
         os.replace(staging, target)

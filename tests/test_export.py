@@ -14,6 +14,7 @@ import onnxruntime
 import pytest
 
 import keras_gradinn as kg
+from conftest import SUBPROCESS_TIMEOUT
 from keras_gradinn import export
 from keras_gradinn.jacobian import ACTIVATIONS
 
@@ -128,7 +129,7 @@ def run_cli(*args):
     command = pathlib.Path(sys.executable).parent / "saved_model_cli"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([str(command), *args], capture_output=True, text=True, env=env,
-                            timeout=300)
+                            timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -304,7 +305,7 @@ def test_deploy_example_runs_without_tensorflow(tmp_path):
     root = pathlib.Path(__file__).resolve().parents[1]
     result = subprocess.run(
         [sys.executable, str(root / "examples" / "deploy_onnx.py"), str(path), "--steps", "20"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tensorflow imported: False" in result.stdout
@@ -316,7 +317,7 @@ def test_deploy_example_runs_without_tensorflow(tmp_path):
 def test_importing_the_package_does_not_import_the_converters():
     code = "import sys, keras_gradinn; print([m for m in ('tf2onnx', 'onnx', 'onnxruntime') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            timeout=SUBPROCESS_TIMEOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
 

@@ -160,7 +160,10 @@ def test_rows_are_independent():
     x = random_points(6, 2, seed=4).astype("float32")
     _, full = value_and_jacobian(net, x)
     _, single = value_and_jacobian(net, x[3:4])
-    np.testing.assert_allclose(full.numpy()[3:4], single.numpy(), rtol=1e-6, atol=1e-7)
+    # A batch of 6 and a batch of 1 go through different kernels: float32
+    # rounding relative to the largest entry.
+    np.testing.assert_allclose(full.numpy()[3:4], single.numpy(), rtol=0,
+                               atol=16 * np.finfo(np.float32).eps * np.abs(full.numpy()).max())
 
 
 @pytest.mark.parametrize("m", [1, 3])
