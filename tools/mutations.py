@@ -158,6 +158,31 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        return tf.transpose(outputs, [1, 0, 2]) * 1.00001\n",
         ("tests/test_stacked.py::test_members_equal_the_networks_built_with_their_seeds",)),
     Mutation(
+        "export-unchecked", "an export that differs from Keras is refused and leaves nothing",
+        "keras_gradinn/export.py",
+        "        if np.any(excess > 0):\n",
+        "        if False:\n",
+        ("tests/test_export.py::test_a_saved_model_that_disagrees_with_keras_is_refused_and_leaves_the_previous_version",
+         "tests/test_export.py::test_verification_tolerance_follows_the_output_units")),
+    Mutation(
+        "export-tolerance-in-user-units", "the verification tolerance follows the output units",
+        "keras_gradinn/export.py",
+        'units = {"y": std[None, :], "dy_dx": (std[:, None] / half_width[None, :])[None]}',
+        'units = {"y": 1.0, "dy_dx": 1.0}',
+        ("tests/test_export.py::test_verification_tolerance_follows_the_output_units",)),
+    Mutation(
+        "tanh-slope", "the explicit chain rule takes the tape's training step, every activation",
+        "keras_gradinn/jacobian.py",
+        "return t, 1.0 - t * t",
+        "return t, 1.0 - t",
+        ("tests/test_jacobian.py::test_the_explicit_chain_rule_gives_the_tapes_training_update_for_every_activation",)),
+    Mutation(
+        "reverse-transposed", "the explicit chain rule takes the tape's training step, both modes",
+        "keras_gradinn/jacobian.py",
+        "    return tf.reshape(flat, [*lead, -1, m, d])",
+        "    return tf.linalg.matrix_transpose(tf.reshape(flat, [*lead, -1, d, m]))",
+        ("tests/test_jacobian.py::test_the_explicit_chain_rule_gives_the_tapes_training_update_for_every_activation",)),
+    Mutation(
         "choose-worst", "the automatic choice is the best held-out score",
         "keras_gradinn/estimator.py",
         "self.best_index_ = int(np.argmax(mean))",
