@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -246,6 +247,65 @@ def test_commands_refuse_a_file_that_is_not_a_gradinn_model(tmp_path, main_in_pr
     assert not (tmp_path / "o.csv").exists()
 
 
+class Payload:
+    """Unpickling this runs `os.mkdir(path)`: a stand-in for any code a pickle can carry."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+def smuggle_a_lambda(path, marker):
+    """Replaces the first Dense layer of the GradINN in `path` by a `Lambda` whose
+    (marshalled) code creates `marker` when it runs and keeps the shapes valid."""
+    import zipfile
+
+    code = (f"lambda x: __import__('pathlib').Path({str(marker)!r}).touch() "
+            f"or __import__('keras').ops.tile(x, (1, 4))")
+    layer = keras.layers.Lambda(eval(code), name="hidden_0").get_config()
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    dense = next(layer for layer in config["config"]["network"]["config"]["layers"]
+                 if layer["class_name"] == "Dense")
+    dense.update(class_name="Lambda", module="keras.layers", config=layer)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+
+
+def test_commands_refuse_smuggled_code_and_pickles_without_running_them(tmp_path,
+                                                                        main_in_process):
+    model = kg.GradINN(kg.mlp(2, 1, width=8, depth=1), "smooth", bounds=[(0, 1), (0, 1)])
+    model.save(tmp_path / "good.keras")
+    model.save(tmp_path / "evil.keras")
+    ran = tmp_path / "ran"  # created by the smuggled code if it ever runs
+    smuggle_a_lambda(tmp_path / "evil.keras", ran)
+    np.savez(tmp_path / "evil.npz", x0=np.array([Payload(ran)], dtype=object),
+             x1=np.array([0.5]))
+    points = write_csv(tmp_path / "p.csv", ["x0", "x1"], [[0.5, 0.5]])
+    out = tmp_path / "o.csv"
+
+    lambda_refused = "not a readable .keras model file (Requested the deserialization of a `Lambda`"
+    assert_clean_failure(main_in_process("info", tmp_path / "evil.keras"), lambda_refused)
+    assert_clean_failure(main_in_process("predict", tmp_path / "evil.keras", points,
+                                         "--out", out), lambda_refused)
+    pickle_refused = "not a readable NPZ file (Object arrays cannot be loaded"
+    assert_clean_failure(main_in_process("predict", tmp_path / "good.keras", tmp_path / "evil.npz",
+                                         "--out", out), pickle_refused)
+    assert_clean_failure(main_in_process("fit", tmp_path / "evil.npz", "--inputs", "x0",
+                                         "--targets", "x1", "--out", tmp_path / "run", *TINY),
+                         pickle_refused)
+    assert not ran.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "evil.keras", "evil.npz", "good.keras", "p.csv"]
+    # The good model and points do work: the refusals above are about the files.
+    assert main_in_process("predict", tmp_path / "good.keras", points, "--out", out).returncode == 0
+
+
 def test_friedman_function_values():
     x = np.array([[0.5] * 5, [0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 0.5, 1.0, 1.0, 1.0]])
     expected = [10 * np.sin(np.pi / 4) + 7.5, 5.0, 10.0 + 5.0 + 10.0 + 5.0]
@@ -318,40 +378,128 @@ def test_surrogate_example_runs_end_to_end():
     assert "reloaded predictions identical: True" in result.stdout
 
 
-def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path):
-    import signal
-    import time
+FAULTS = ROOT / "tests" / "fault_injection.py"
+# 501 steps are cut into 3 epochs of 167 (`training.epoch_steps`), each
+# checkpointed (`--checkpoint-seconds 0`): a run with several resume points.
+RESUMABLE = ["--steps", "501", "--cv-steps", "2", "--members", "1", "--width", "8", "--depth",
+             "1", "--n-collocation", "16", "--checkpoint-seconds", "0", "--quiet"]
 
-    data = measurements(tmp_path / "data.csv", n=60)
-    args = ["fit", data, "--inputs", "a,b", "--targets", "u", "--steps", "3000", "--cv-steps",
-            "200", "--width", "16", "--depth", "2", "--n-collocation", "32",
-            "--checkpoint-seconds", "0", "--quiet"]
-    assert cli(*args, "--out", tmp_path / "whole").returncode == 0
 
-    checkpoint = tmp_path / ".killed.checkpoint"
-    process = subprocess.Popen([str(SCRIPT), *map(str, args), "--out", str(tmp_path / "killed")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.monotonic() + 240
-    while not any(int(p.name[6:]) >= 5 for p in checkpoint.glob("final/epoch-*")):
-        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (tmp_path / "killed").exists()  # no half-written run directory
+def killed(pattern, nth, *args, epochs=None):
+    """Runs the command line in a new process that SIGKILLs itself just before the `nth`
+    rename onto a name matching `pattern` (see `tests/fault_injection.py`); with
+    `epochs`, the process appends each final-fit epoch it trains to that file."""
+    log = [] if epochs is None else ["--epochs", epochs]
+    result = run(sys.executable, FAULTS, pattern, nth, *log, "--", *args)
+    assert result.returncode == -signal.SIGKILL, (result.returncode, result.stderr[-2000:])
+    return result
 
-    resumed = cli(*args, "--out", tmp_path / "killed", "--resume")
+
+@pytest.fixture
+def trained_epochs(monkeypatch):
+    """The final-fit epochs that `main_in_process` trains, in order (cleared by the test)."""
+    from keras_gradinn import checkpoints
+
+    epochs = []
+    original = checkpoints.Checkpointer.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs.append(epoch)
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(checkpoints.Checkpointer, "on_epoch_end", on_epoch_end)
+    return epochs
+
+
+def assert_same_run(first, second):
+    """Every weight and every metric of two run directories agree, bit for bit, except
+    the clocks (training time, each candidate's fit time)."""
+    a, b = (keras.models.load_model(run / "model.keras", safe_mode=True) for run in (first, second))
+    assert len(a.get_weights()) == len(b.get_weights())
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    metrics = []
+    for run in (first, second):
+        values = json.loads((run / "metrics.json").read_text())
+        del values["train_seconds"]
+        for scores in (values["cross_validation"] or {}).values():
+            del scores["fit_time"]
+        metrics.append(values)
+    assert metrics[0] == metrics[1]
+
+
+def left_behind(root):
+    """Every file under `root` (hidden ones included) but the test's own inputs and logs."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix not in (".csv", ".log"))
+
+
+def assert_info_works_or_refuses(main_in_process, paths):
+    """`info` on each file either describes a model or refuses it in one line."""
+    assert paths
+    for path in paths:
+        result = main_in_process("info", path)
+        if result.returncode != 0:
+            assert_clean_failure(result, str(path))
+
+
+def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path, main_in_process,
+                                                                  trained_epochs):
+    """SIGKILL at three deterministic points (a checkpoint, model.keras, the run
+    directory's rename); each --resume continues from where the last left off, and
+    the end is the uninterrupted run, bit for bit. Training is deterministic, so a
+    resume that silently retrained from scratch would reach the same weights: the
+    epochs each resumed process trained are counted too."""
+    data = measurements(tmp_path / "data.csv", n=40)
+    args = ["fit", data, "--inputs", "a,b", "--targets", "u", "--prior", "smooth", *RESUMABLE]
+    assert main_in_process(*args, "--out", tmp_path / "whole").returncode == 0
+    assert trained_epochs == [0, 1, 2]
+    run_dir, checkpoint = tmp_path / "killed", tmp_path / ".killed.checkpoint"
+
+    # 1. Killed while writing the second checkpoint: the first is the last complete one.
+    killed("epoch-000001", 1, *args, "--out", run_dir)
+    assert not run_dir.exists()  # no half-written run directory
+    assert [p.name for p in (checkpoint / "final").glob("epoch-*")] == ["epoch-000000"]
+    assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
+    # A resume with other options is refused and leaves the checkpoint as it was.
+    before = sorted(checkpoint.rglob("*"))
+    for changed in (["--seed", "1"], ["--steps", "1002"], ["--prior", "none"]):
+        refused = main_in_process(*args, *changed, "--out", run_dir, "--resume")
+        assert_clean_failure(refused, "the interrupted run used a different configuration")
+        assert sorted(checkpoint.rglob("*")) == before and not run_dir.exists()
+
+    # 2. Resumed, it trains only the two missing epochs, and is killed while
+    # putting model.keras in place in its staged run directory.
+    killed("model.keras", 1, *args, "--out", run_dir, "--resume", epochs=tmp_path / "2.log")
+    assert (tmp_path / "2.log").read_text().split() == ["1", "2"]
+    assert not run_dir.exists()
+    assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
+
+    # 3. Resumed from the last epoch's checkpoint, it trains nothing, and is
+    # killed while renaming its complete staged directory to RUN_DIR.
+    killed("killed", 1, *args, "--out", run_dir, "--resume", epochs=tmp_path / "3.log")
+    assert (tmp_path / "3.log").read_text() == ""
+    assert not run_dir.exists()
+    assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
+
+    trained_epochs.clear()
+    resumed = main_in_process(*args, "--out", run_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert trained_epochs == []
     assert not checkpoint.exists()
-    whole = keras.models.load_model(tmp_path / "whole" / "model.keras")
-    again = keras.models.load_model(tmp_path / "killed" / "model.keras")
-    for a, b in zip(whole.get_weights(), again.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-    metrics = [json.loads((tmp_path / run / "metrics.json").read_text())
-               for run in ("whole", "killed")]
-    for key in ("train_rmse", "prior", "train_data_loss"):
-        assert metrics[0][key] == metrics[1][key], key
-    for name, scores in metrics[0]["cross_validation"].items():
-        assert scores["mean_test_score"] == metrics[1]["cross_validation"][name]["mean_test_score"]
+    assert_same_run(tmp_path / "whole", run_dir)
+
+
+def test_an_export_killed_before_its_rename_leaves_no_file_and_runs_again(tmp_path,
+                                                                         main_in_process):
+    model = tmp_path / "model.keras"
+    kg.GradINN(kg.mlp(2, 1, width=8, depth=1), "smooth", bounds=[(0, 1), (0, 1)]).save(model)
+    onnx = tmp_path / "m.onnx"
+    killed("m.onnx", 1, "export", model, "--onnx", onnx)
+    assert not onnx.exists()
+    assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
+    exported = main_in_process("export", model, "--onnx", onnx)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert onnx.is_file()
 
 
 def test_resume_without_an_interrupted_run_is_refused(tmp_path, main_in_process):
