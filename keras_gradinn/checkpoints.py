@@ -105,6 +105,9 @@ class Checkpointer(keras.callbacks.Callback):
         self.early_stopping = early_stopping
         self.history = {key: list(values) for key, values in history.items()}
         self._last = time.monotonic()
+        # A process killed while writing a checkpoint left its staging folder.
+        for stale in self.directory.glob(".partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():

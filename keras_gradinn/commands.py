@@ -297,6 +297,10 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         checkpoint_dir.mkdir(parents=True)
         (checkpoint_dir / "config.json").write_text(json.dumps(config))
+    else:
+        # A killed run may have left its staged run directory behind.
+        for stale in out.parent.glob(f".{out.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     start = time.perf_counter()
     try:
         estimator.fit(x_train, y_train, checkpoint_dir=checkpoint_dir,

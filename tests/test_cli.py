@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import keras_gradinn as kg
+from conftest import SUBPROCESS_TIMEOUT
 from keras_gradinn import demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ TINY = ["--steps", "4", "--cv-steps", "2", "--width", "8", "--depth", "1", "--n-
         "--quiet"]
 
 
-def run(*args, cwd=ROOT, timeout=300):
+def run(*args, cwd=ROOT, timeout=SUBPROCESS_TIMEOUT):
     return subprocess.run([str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout, env=ENV, cwd=cwd)
 
@@ -459,6 +460,7 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path, main
     killed("epoch-000001", 1, *args, "--out", run_dir)
     assert not run_dir.exists()  # no half-written run directory
     assert [p.name for p in (checkpoint / "final").glob("epoch-*")] == ["epoch-000000"]
+    assert list((checkpoint / "final").glob(".partial-*"))  # the killed write's staging
     assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
     # A resume with other options is refused and leaves the checkpoint as it was.
     before = sorted(checkpoint.rglob("*"))
@@ -472,6 +474,8 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path, main
     killed("model.keras", 1, *args, "--out", run_dir, "--resume", epochs=tmp_path / "2.log")
     assert (tmp_path / "2.log").read_text().split() == ["1", "2"]
     assert not run_dir.exists()
+    assert not list((checkpoint / "final").glob(".partial-*"))  # the resume cleared it
+    assert list(tmp_path.glob(".killed.partial-*"))  # this kill's staged run directory
     assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
 
     # 3. Resumed from the last epoch's checkpoint, it trains nothing, and is
@@ -486,6 +490,7 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path, main
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert trained_epochs == []
     assert not checkpoint.exists()
+    assert not list(tmp_path.glob(".killed.partial-*"))  # the killed runs' staging is gone
     assert_same_run(tmp_path / "whole", run_dir)
 
 

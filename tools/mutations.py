@@ -183,6 +183,55 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return tf.linalg.matrix_transpose(tf.reshape(flat, [*lead, -1, d, m]))",
         ("tests/test_jacobian.py::test_the_explicit_chain_rule_gives_the_tapes_training_update_for_every_activation",)),
     Mutation(
+        "resume-from-scratch", "--resume continues from the last checkpoint",
+        "keras_gradinn/checkpoints.py",
+        '    """Loads a checkpoint into a compiled model; returns (next epoch, history so far)."""\n',
+        '    """Loads a checkpoint into a compiled model; returns (next epoch, history so far)."""\n'
+        '    shutil.rmtree(checkpoint)\n    return 0, {}\n',
+        ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
+    Mutation(
+        "resume-other-options", "--resume with different options is refused",
+        "keras_gradinn/commands.py",
+        "        if json.loads(saved.read_text()) != config:\n",
+        "        if False:\n",
+        ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
+    Mutation(
+        "run-dir-copied", "a killed fit leaves no half-written run directory",
+        "keras_gradinn/commands.py",
+        "        _commit_dir(staging, out)\n",
+        "        shutil.copytree(staging, out)\n",
+        ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
+    Mutation(
+        "stale-run-staging-kept", "a resumed fit removes the staging its killed run left",
+        "keras_gradinn/commands.py",
+        '        for stale in out.parent.glob(f".{out.name}.partial-*"):\n',
+        '        for stale in []:\n',
+        ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
+    Mutation(
+        "stale-checkpoint-staging-kept", "a resumed fit removes a killed checkpoint write",
+        "keras_gradinn/checkpoints.py",
+        '        for stale in self.directory.glob(".partial-*"):\n',
+        '        for stale in []:\n',
+        ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
+    Mutation(
+        "onnx-copied-first", "a killed export leaves no half-written ONNX file",
+        "keras_gradinn/export.py",
+        "        os.replace(staging, target)\n",
+        "        shutil.copyfile(staging, target)\n        os.replace(staging, target)\n",
+        ("tests/test_cli.py::test_an_export_killed_before_its_rename_leaves_no_file_and_runs_again",)),
+    Mutation(
+        "cli-unsafe-load", "info and predict refuse a model with smuggled code",
+        "keras_gradinn/commands.py",
+        "safe_mode=True, compile=False",
+        "safe_mode=False, compile=False",
+        ("tests/test_cli.py::test_commands_refuse_smuggled_code_and_pickles_without_running_them",)),
+    Mutation(
+        "npz-pickle", "NPZ data needing pickle is refused",
+        "keras_gradinn/data.py",
+        "with np.load(path, allow_pickle=False) as archive",
+        "with np.load(path, allow_pickle=True) as archive",
+        ("tests/test_cli.py::test_commands_refuse_smuggled_code_and_pickles_without_running_them",)),
+    Mutation(
         "choose-worst", "the automatic choice is the best held-out score",
         "keras_gradinn/estimator.py",
         "self.best_index_ = int(np.argmax(mean))",
