@@ -232,6 +232,48 @@ MUTATIONS: tuple[Mutation, ...] = (
         "with np.load(path, allow_pickle=True) as archive",
         ("tests/test_cli.py::test_commands_refuse_smuggled_code_and_pickles_without_running_them",)),
     Mutation(
+        "refuse-everything", "random small problems train (at least 90 % of them)",
+        "keras_gradinn/model.py",
+        "        bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)\n",
+        '        raise ValueError("refused")\n',
+        ("tests/test_properties.py",)),
+    Mutation(
+        "vague-sampler-error", "construction errors name the value",
+        "keras_gradinn/collocation.py",
+        'f"sampler must be one of {sampling.METHODS}, an array of points "',
+        'f"bad sampler: use one of {sampling.METHODS}, an array of points "',
+        ("tests/test_model.py::test_construction_errors_name_the_problem",)),
+    Mutation(
+        "outside-bounds-silent", "prediction outside the bounds warns",
+        "keras_gradinn/model.py",
+        '            warnings.warn(f"{message}; the model extrapolates there", stacklevel=3)\n',
+        "            pass\n",
+        ("tests/test_model.py::test_predict_warns_about_points_outside_the_bounds",)),
+    Mutation(
+        "cli-traceback", "command-line errors are one line, not a traceback",
+        "keras_gradinn/cli.py",
+        '        message = str(error).strip().splitlines()[0] if str(error).strip() else ""\n',
+        "        raise\n",
+        ("tests/test_cli.py::test_fit_rejects_bad_data_in_one_line_and_writes_nothing",)),
+    Mutation(
+        "config-rounds-floats", "rerunning fit with its config.toml reproduces metrics.json",
+        "keras_gradinn/commands.py",
+        "text = repr(value)",
+        "text = repr(round(value, 2))",
+        ("tests/test_cli.py::test_fit_predict_info_export_end_to_end",)),
+    Mutation(
+        "unsafe-deserialization", "a .keras file that smuggles code is refused",
+        "keras_gradinn/model.py",
+        "\nimport keras\n",
+        "\nimport keras\nkeras.config.enable_unsafe_deserialization()\n",
+        ("tests/test_model.py::test_safe_loading_refuses_smuggled_code",)),
+    Mutation(
+        "load-forgets-choice", "a saved estimator loads with its choice and predictions",
+        "keras_gradinn/estimator.py",
+        'estimator.best_prior_, estimator.best_index_ = info["best_prior"], info["best_index"]',
+        'estimator.best_prior_, estimator.best_index_ = "none", info["best_index"]',
+        ("tests/test_estimator.py::test_a_saved_estimator_loads_with_its_choice_and_predictions",)),
+    Mutation(
         "choose-worst", "the automatic choice is the best held-out score",
         "keras_gradinn/estimator.py",
         "self.best_index_ = int(np.argmax(mean))",
