@@ -30,7 +30,7 @@ test: $(VENV)/.installed-test
 test-all: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m ""
 
-# Breaks each guarantee of docs/reliability.md on purpose; its test must fail (~20 min).
+# Breaks each guarantee of docs/reliability.md on purpose; its test must fail (~25 min).
 mutations: $(VENV)/.installed-test
 	$(BIN)/python tools/mutations.py
 
