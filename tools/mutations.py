@@ -52,17 +52,36 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "clock-seeded-draws", "the same seed gives bit-identical results in two processes",
         "keras_gradinn/collocation.py",
-        "shift = tf.random.stateless_uniform((1, d), seed)",
-        "shift = tf.random.stateless_uniform((1, d), seed + tf.cast(tf.timestamp() * 1e6, "
+        "shift = stateless_uniform((1, d), seed)",
+        "shift = stateless_uniform((1, d), seed + tf.cast(tf.timestamp() * 1e6, "
         "seed.dtype) % 997)",
         ("tests/test_model.py::test_the_same_seed_gives_bit_identical_results_in_two_processes",)),
     Mutation(
         "clock-seeded-subsets", "collocation draws are a pure function of the seed and step",
         "keras_gradinn/collocation.py",
-        "keys = tf.random.stateless_uniform((len(self.pool),), seed)",
-        "keys = tf.random.stateless_uniform((len(self.pool),), seed + tf.cast(tf.timestamp() "
+        "keys = stateless_uniform((len(self.pool),), seed)",
+        "keys = stateless_uniform((len(self.pool),), seed + tf.cast(tf.timestamp() "
         "* 1e6, seed.dtype) % 997)",
         ("tests/test_model.py::test_collocation_points_lie_in_the_domain_and_are_reproducible",)),
+    Mutation(
+        "xla-unstable-uniform", "collocation draws are the same with and without XLA",
+        "keras_gradinn/collocation.py",
+        "return 2.0 * stateless_uniform((n, d), seed) - 1.0",
+        "return tf.random.stateless_uniform((n, d), seed, minval=-1.0, maxval=1.0)",
+        ("tests/test_model.py::test_collocation_draws_are_the_same_under_xla",)),
+    Mutation(
+        "xla-unstable-shift", "training with XLA equals the graph path, with the default sampler",
+        "keras_gradinn/collocation.py",
+        "shift = stateless_uniform((1, d), seed)",
+        "shift = tf.random.stateless_uniform((1, d), seed)",
+        ("tests/test_model.py::test_xla_training_matches_the_graph_path",)),
+    Mutation(
+        "seed-high-words-ignored", "every bit of the seed changes the draws",
+        "keras_gradinn/collocation.py",
+        "for word in (words[1, 1], words[0, 1], words[1, 0], words[0, 0]):",
+        "for word in (words[0, 1], words[0, 0]):",
+        ("tests/test_sampling.py::"
+         "test_the_collocation_hash_draws_independent_uniform_numbers_the_same_under_xla",)),
     Mutation(
         "guard-keeps-bad-weights", "a diverging run keeps the last finite weights",
         "keras_gradinn/model.py",
