@@ -512,11 +512,11 @@ def _gp_sweep(args: argparse.Namespace, emit) -> list[dict[str, Any]]:
                 break
             size = min(size * 2, target)
     stop_record = {"record": "gp_stop", "reason": stop or f"reached --gp-max {args.gp_max}"}
-    a, b = (completed[-2], completed[-1]) if len(completed) >= 2 else (None, None)
     # Fit times are rounded to 0.01 s: a tiny fit on a fast machine reports 0.
-    if a is not None and a["fit_seconds"] > 0 and b["fit_seconds"] > 0:
+    if len(completed) >= 2 and all(r["fit_seconds"] > 0 for r in completed[-2:]):
         # How fast the fit time actually grew between the two largest completed runs:
         # below 3 while the O(n^2 d) kernel gradients outweigh the O(n^3) Cholesky.
+        a, b = completed[-2], completed[-1]
         stop_record["observed_time_exponent"] = round(
             math.log(b["fit_seconds"] / a["fit_seconds"]) / math.log(b["n"] / a["n"]), 2)
     records.append(stop_record)

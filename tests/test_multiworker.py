@@ -25,10 +25,9 @@ import pytest
 
 import keras_gradinn as kg
 import multiworker_worker as worker
-from conftest import SUBPROCESS_TIMEOUT
+from conftest import SUBPROCESS_TIMEOUT, assert_equal_to_rounding
 
 TESTS = pathlib.Path(__file__).resolve().parent
-EPS32 = float(np.finfo(np.float32).eps)
 # A worker whose port was taken between `free_ports` and its own bind exits
 # with this in its log (TensorFlow's gRPC server, checked on TF 2.20).
 BIND_FAILURE = "Could not start gRPC server"
@@ -200,8 +199,7 @@ def test_the_chief_alone_saves_a_model_that_predicts_like_the_workers(runs):
     # strategy: other kernels, so equal to float32 rounding of the largest
     # prediction (rtol alone fails wherever a prediction is near 0).
     want = np.asarray(results[0]["fixed"]["predictions"])
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), want, rtol=0,
-                               atol=16 * EPS32 * np.abs(want).max())
+    assert_equal_to_rounding(loaded.predict(x, verbose=0), want)
     assert int(loaded.collocation_step.numpy()) == results[0]["fixed"]["step"]
 
 

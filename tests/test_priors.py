@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import assert_equal_to_rounding
 from keras_gradinn import priors
 
 DIMS = [(1, 1), (5, 1), (2, 3), (3, 2)]  # (d, m)
-EPS32 = float(np.finfo(np.float32).eps)  # 1.19e-7: float32 spacing at 1
 
 
 def points(n, d, seed=0):
@@ -65,7 +65,7 @@ def test_initial_scale_sets_smooth_prior_magnitude():
     # the entry (rtol 1e-4 with atol 1e-7 failed on another CPU at an entry
     # of 4e-4). 64 eps32 max|large| = 2.6e-5 still fails a scale off by
     # 1e-5 (3.4e-5 at the largest entry).
-    np.testing.assert_allclose(large, 100.0 * small, rtol=0, atol=64 * EPS32 * np.abs(large).max())
+    assert_equal_to_rounding(100.0 * small, large, ulps=64)
     # The documented size: the field's RMS over the domain is initial_scale.
     assert rms(large) == pytest.approx(1.0, rel=0.1)
 

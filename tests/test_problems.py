@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import assert_equal_to_rounding
 from keras_gradinn import problems
 from keras_gradinn.problems import burgers, friedman, lotka_volterra, stokes
 
@@ -414,9 +415,7 @@ def test_equations_match_hand_derivatives(case, dtype):
     graph = tf.function(problem.equations, reduce_retracing=True)(field, x)
     # The graph may fuse and reorder the same arithmetic: equal to a few eps
     # of the largest residual (in float32, 1e-6 of an entry near 0 is not).
-    eps = float(np.finfo(dtype.as_numpy_dtype).eps)
-    np.testing.assert_allclose(graph.numpy(), eager.numpy(), rtol=0,
-                               atol=16 * eps * np.abs(eager.numpy()).max())
+    assert_equal_to_rounding(graph.numpy(), eager.numpy(), dtype=dtype.as_numpy_dtype)
 
 
 def test_equations_vanish_on_closed_form_solutions():

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_gradinn as kg
+from conftest import assert_equal_to_rounding
 from keras_gradinn.jacobian import dense_forward, dense_jacobian, dense_layers
 from keras_gradinn.stacked import StackedMLP, member_seeds
 
@@ -14,21 +15,6 @@ RNG = np.random.default_rng(0)
 X = RNG.uniform(0.0, 2.0, (24, D))
 Y = np.stack([np.sin(X[:, 0]) * X[:, 1], X[:, 2] ** 2 - X[:, 0]], axis=1)
 BOUNDS = [(0.0, 2.0)] * D
-EPS32 = float(np.finfo(np.float32).eps)
-
-
-def assert_float32_close(actual, expected, ulps: float = 16) -> None:
-    """Equal up to float32 rounding of sums computed in another order.
-
-    A stacked member and its lone network do the same arithmetic through
-    different kernels (batched products against `Dense`), and oneDNN picks
-    kernels and summation orders per CPU: each entry may differ by a few
-    eps32 times the size of the terms summed, so the tolerance follows the
-    largest entry (an entry near 0 is a cancellation of larger terms).
-    """
-    expected = np.asarray(expected)
-    np.testing.assert_allclose(actual, expected, rtol=0,
-                               atol=ulps * EPS32 * float(np.abs(expected).max()))
 
 
 def test_members_equal_the_networks_built_with_their_seeds():
@@ -36,11 +22,13 @@ def test_members_equal_the_networks_built_with_their_seeds():
     z = RNG.uniform(-1, 1, (6, D)).astype("float32")
     outputs = stack(z).numpy()
     assert outputs.shape == (6, K, M)
+    # A member and its lone network: the same arithmetic through other kernels
+    # (batched products against Dense).
     for j, seed in enumerate(member_seeds(5, K)):
-        assert_float32_close(outputs[:, j], kg.mlp(D, M, width=8, depth=2, seed=seed)(z))
+        assert_equal_to_rounding(outputs[:, j], kg.mlp(D, M, width=8, depth=2, seed=seed)(z))
     priors = kg.priors.smooth(D, M, width=8, seed=3, members=K)(z).numpy()
     for j, seed in enumerate(member_seeds(3, K)):
-        assert_float32_close(priors[:, j], kg.priors.smooth(D, M, width=8, seed=seed)(z))
+        assert_equal_to_rounding(priors[:, j], kg.priors.smooth(D, M, width=8, seed=seed)(z))
 
 
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
@@ -54,7 +42,7 @@ def test_stacked_jacobian_matches_each_members_tape(mode):
     for j, seed in enumerate(member_seeds(1, K)):
         single = kg.mlp(D, M, width=8, depth=2, seed=seed, activation="tanh")
         expected = kg.value_and_jacobian(single, z)[1].numpy()
-        assert_float32_close(jacobian[j], expected)
+        assert_equal_to_rounding(jacobian[j], expected)
 
 
 def test_an_input_mask_zeroes_the_derivative_along_masked_inputs():
