@@ -1,6 +1,8 @@
 """The benchmark suite: GP gradient, run plan, resumable runner, report and CLI (tiny budgets)."""
 
 import json
+import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -137,6 +139,63 @@ def test_the_auto_summary_counts_wins_means_and_times():
     assert "without the kernel prior 1 against tuned GradINN's 2 over 2 cells (ratio 0.500)" \
         in text
     assert "p 10.0x (10.0x)" in text
+
+
+def test_fill_replaces_only_the_marked_block():
+    text = "intro\n<!-- headline:start -->\nold table\n<!-- headline:end -->\nrest\n"
+    filled = report.fill(text, "headline", "| new |\n")
+    assert filled == "intro\n<!-- headline:start -->\n\n| new |\n\n<!-- headline:end -->\nrest\n"
+    assert report.fill(filled, "headline", "| new |") == filled
+    for bad in ("no markers", text + text, "<!-- headline:end -->\n<!-- headline:start -->\n"):
+        with pytest.raises(ValueError, match="must hold <!-- headline:start --> once"):
+            report.fill(bad, "headline", "| new |")
+
+
+def test_headline_gives_the_cell_and_geometric_ratios_per_problem():
+    rows = [  # (method, n, seed, rmse)
+        ("gradinn-auto", 10, 0, 1.0), ("snn", 10, 0, 2.0), ("snn", 10, 1, 2.0), ("gp", 10, 0, 4.0),
+        ("gradinn-auto", 20, 0, 2.0), ("snn", 20, 0, 1.0), ("gp", 20, 0, 0.5),
+    ]
+    records = [{"problem": "p", "method": m, "n": n, "noise": 0.0, "seed": s, "rmse": v,
+                "grad_rmse": 2 * v, "train_seconds": 10.0} for m, n, s, v in rows]
+    text = report.headline(records, cell=("p", 10, 0.0))
+    assert "| GradINN-auto | 1 | 1 ± 0 | 2 ± 0 | 10 s |" in text
+    assert "| S-NN | 2 | 2 ± 0 | 4 ± 0 | 10 s |" in text
+    # auto / S-NN: 0.5 and 2 (geometric mean 1, below 1 once); auto / GP: 0.25 and 4.
+    assert "| GradINN-auto / S-NN | GradINN-auto / GP |" in text
+    assert "| p | 0 | 10-20 | 1.00, 1/2 | 1.00, 1/2 |" in text
+    assert "| all |  | 2 cells | 1.00, 1/2 | 1.00, 1/2 |" in text
+    assert "Runs per cell: GradINN-auto 1, S-NN 1/2, GP 1." in text
+    assert report.headline(records, cell=("p", 99, 0.0)).startswith("| problem |")  # no cell
+
+
+def test_report_refreshes_the_headline_of_the_page_beside_its_folder(tmp_path):
+    records = [{"problem": "friedman1", "method": m, "n": 200, "noise": 0.0, "seed": 0,
+                "rmse": v, "grad_rmse": v, "train_seconds": 1.0}
+               for m, v in (("gradinn", 0.02), ("snn", 0.03), ("gp", 0.01))]
+    page = tmp_path / "bench.md"
+    page.write_text("# Bench\n<!-- headline:start -->\nstale\n<!-- headline:end -->\nend\n")
+    other = tmp_path / "other.md"
+    other.write_text("# Other, no markers\n")
+    report.write(records, tmp_path / "bench")
+    assert page.read_text() == report.fill(page.read_text(), "headline", report.headline(records))
+    assert "| GradINN (tuned) | 1 | 0.02 ± 0 |" in page.read_text()
+    assert "stale" not in page.read_text() and page.read_text().endswith("end\n")
+    report.write(records, tmp_path / "other")  # a page without markers is left alone
+    assert other.read_text() == "# Other, no markers\n"
+
+
+def test_the_committed_tables_and_page_are_what_the_report_writes(tmp_path):
+    """`bench all --report-only --out docs/benchmarks --images docs/img`, without training."""
+    docs = pathlib.Path(__file__).resolve().parents[1] / "docs"
+    records = runner.load_runs(docs / "benchmarks" / "runs.jsonl")
+    shutil.copy(docs / "benchmarks.md", tmp_path / "benchmarks.md")
+    (tmp_path / "benchmarks").mkdir()
+    path = report.write(records, tmp_path / "benchmarks", images=tmp_path / "img",
+                        header=f"Report of the {len(records)} runs in "
+                        "`docs/benchmarks/runs.jsonl`.\n")
+    assert path.read_text() == (docs / "benchmarks" / "tables.md").read_text()
+    assert (tmp_path / "benchmarks.md").read_text() == (docs / "benchmarks.md").read_text()
 
 
 def test_runs_file_errors_and_torn_lines(tmp_path):

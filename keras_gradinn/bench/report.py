@@ -1,4 +1,10 @@
-"""The benchmark report: markdown tables and PNG plots from `runs.jsonl` records."""
+"""The benchmark report: markdown tables and PNG plots from `runs.jsonl` records.
+
+`write` puts the tables in `OUT/tables.md` and, when the page `OUT.md` beside
+the results folder exists (`docs/benchmarks.md` for `docs/benchmarks/`),
+refreshes the headline table between its `<!-- headline:start -->` and
+`<!-- headline:end -->` markers, so the page's numbers are generated too.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["auto_summary", "plot_fields", "plot_rmse", "ratios", "tables", "write"]
+__all__ = ["auto_summary", "fill", "headline", "plot_fields", "plot_rmse", "ratios", "tables",
+           "write"]
 
 METHOD_ORDER = ("gradinn-auto", "gradinn-auto-nokernel", "gradinn", "snn", "pinn", "gp")
 LABELS = {"gradinn-auto": "GradINN-auto", "gradinn-auto-nokernel": "auto, no kernel",
@@ -154,7 +161,11 @@ def plot_fields(problem, fields: dict[str, np.ndarray], grid: np.ndarray,
 
 def write(records: Sequence[dict], out: str | os.PathLike, *,
           images: str | os.PathLike | None = None, header: str = "") -> pathlib.Path:
-    """Writes `out/tables.md` and the plots (in `images`, default `out/img`)."""
+    """Writes `out/tables.md` and the plots (in `images`, default `out/img`).
+
+    When a page `out.md` beside the folder holds `<!-- headline:start -->`,
+    its block is refreshed with `headline(records)`.
+    """
     from keras_gradinn import problems
     from keras_gradinn.bench.runner import field_grid
 
@@ -189,7 +200,90 @@ def write(records: Sequence[dict], out: str | os.PathLike, *,
                      "the GP\n\n" + auto_summary(records))
     path.write_text(sections + "\n## Tuned GradINN against S-NN and the GP\n\n"
                     + ratios(records) + "\n## All cells\n\n" + tables(records))
+    page = folder.with_suffix(".md")
+    if page.is_file() and _marker("headline", "start") in page.read_text():
+        page.write_text(fill(page.read_text(), "headline", headline(records)))
     return path
+
+
+def _marker(name: str, end: str) -> str:
+    return f"<!-- {name}:{end} -->"
+
+
+def fill(text: str, name: str, block: str) -> str:
+    """`text` with `block` between its `<!-- name:start -->` and `<!-- name:end -->` lines.
+
+    Whatever stood between the markers is replaced; the rest of `text` is
+    kept as it is, so filling twice with the same block changes nothing.
+    """
+    start, end = _marker(name, "start"), _marker(name, "end")
+    counts = (text.count(start), text.count(end))
+    if counts != (1, 1) or text.index(start) > text.index(end):
+        raise ValueError(f"the text must hold {start} once, then {end} once; got "
+                         f"{counts[0]} start and {counts[1]} end markers"
+                         + (", the end first" if counts == (1, 1) else ""))
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n\n{block.strip()}\n\n{end}{tail}"
+
+
+def _geometric(ratios: Sequence[float]) -> str:
+    """`geometric mean, k/n`: k of the n ratios are below 1; `-` without any."""
+    ratios = [r for r in ratios if not np.isnan(r)]
+    if not ratios:
+        return "-"
+    below = sum(r < 1 for r in ratios)
+    return f"{np.exp(np.mean(np.log(ratios))):.2f}, {below}/{len(ratios)}"
+
+
+def headline(records: Sequence[dict], *, cell: tuple[str, int, float] | None = None) -> str:
+    """Markdown: every method in the headline cell, then each problem against S-NN and the GP.
+
+    The first table gives `mean ± std` over seeds of the value and gradient
+    RMSE in `cell` (default `runner.HEADLINE`). The second gives, per
+    problem and noise level, the geometric mean over the training sizes of
+    the ratio of mean value RMSEs (below 1: the first method is better) and
+    in how many sizes it is below 1; its last row covers every cell.
+    """
+    if cell is None:
+        from keras_gradinn.bench.runner import HEADLINE as cell
+    cells = _cells(records)
+    problem, n, noise = cell[0], int(cell[1]), float(cell[2])
+    methods = [m for m in METHOD_ORDER if (problem, noise, n, m) in cells]
+    out = [f"`{problem}`, n={n}, noise {noise:g}:", "",
+           "| method | seeds | value RMSE | gradient RMSE | training time |",
+           "| --- | --- | --- | --- | --- |"] if methods else []
+    for m in methods:
+        runs = cells[(problem, noise, n, m)]
+        out.append(f"| {LABELS[m]} | {len(runs)} | {_mean_std([r['rmse'] for r in runs])} | "
+                   f"{_mean_std([r['grad_rmse'] for r in runs])} | "
+                   f"{np.mean([r['train_seconds'] for r in runs]):.0f} s |")
+    if methods:
+        out.append("")
+
+    def mean(key, method):
+        runs = cells.get((*key, method))
+        return float(np.mean([r["rmse"] for r in runs])) if runs else np.nan
+
+    pairs = [(m, o) for m, o in (("gradinn-auto", "snn"), ("gradinn-auto", "gp"),
+                                 ("gradinn", "snn"), ("gradinn", "gp"), ("pinn", "gp"))
+             if any(k[3] == m for k in cells)]
+    order = list(dict.fromkeys(r["problem"] for r in records))
+    keys = sorted({k[:3] for k in cells}, key=lambda k: (order.index(k[0]), k[1], k[2]))
+    groups = {k[:2]: [c for c in keys if c[:2] == k[:2]] for k in keys}
+    out += ["| problem | noise | n | " + " | ".join(f"{LABELS[m]} / {LABELS[o]}"
+                                                       for m, o in pairs) + " |",
+            "| --- | --- | --- |" + " --- |" * len(pairs)]
+    rows = [(name, f"{level:g}", f"{group[0][2]}-{group[-1][2]}", group)
+            for (name, level), group in groups.items()]
+    for name, level, sizes, group in [*rows, ("all", "", f"{len(keys)} cells", keys)]:
+        row = [_geometric([mean(k, m) / mean(k, o) for k in group]) for m, o in pairs]
+        out.append(f"| {name} | {level} | {sizes} | " + " | ".join(row) + " |")
+    seeds = {m: sorted({len(v) for k, v in cells.items() if k[3] == m}) for m in METHOD_ORDER}
+    out += ["", "Runs per cell: " + ", ".join(
+        f"{LABELS[m]} {'/'.join(map(str, counts))}" for m, counts in seeds.items() if counts)
+        + "."]
+    return "\n".join(out) + "\n"
 
 
 def auto_summary(records: Sequence[dict]) -> str:
