@@ -39,7 +39,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gradinn.data import AUTO_BOUNDS_MARGIN, DataError, check_names
-from keras_gradinn.validation import first_nonfinite_row, integer_in, non_negative, positive_int
+from keras_gradinn.validation import (
+    first_nonfinite_row,
+    integer_in,
+    non_negative,
+    positive_int,
+)
 
 __all__ = ["DataError", "bounds_from_dataset", "from_csv", "from_npy"]
 

@@ -1,12 +1,14 @@
 """The domain a GradINN lives in: its bounds box and the collocation points drawn there.
 
-`Domain` is a `keras.Model` mixin: it checks that points lie inside the
-bounds and draws each training step's collocation points as a pure
+`Domain` is a `keras.Model` mixin: it checks the arrays given to `fit`,
+`evaluate` and `predict` (points inside the bounds, one target per row and
+output) and draws each training step's collocation points as a pure
 function of `(seed, step, replica)`.
 """
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any, Callable
 
@@ -18,14 +20,22 @@ from keras_gradinn.collocation import Collocation, Sampler
 from keras_gradinn.guard import unsaved_variable
 from keras_gradinn.validation import check_rows, finite_array, outside
 
-__all__ = ["Domain"]
+__all__ = ["Domain", "is_array_like"]
+
+
+def is_array_like(value: Any) -> bool:
+    """Whether `value` is in-memory array data, which the checks read, rather than a stream."""
+    return value is not None and not isinstance(value, (tf.data.Dataset, dict, str)) and (
+        isinstance(value, (np.ndarray, list, tuple, numbers.Number))
+        or hasattr(value, "__array__")
+    )
 
 
 class Domain:
     """A `keras.Model` mixin: bounds checks, the collocation sampler and its draws.
 
-    The model has `bounds`, `input_dim`, `n_collocation`, `seed`, `prior`,
-    `gradient_weight` and the `collocation_step` counter.
+    The model has `bounds`, `input_dim`, `output_dim`, `n_collocation`,
+    `seed`, `prior`, `gradient_weight` and the `collocation_step` counter.
     """
 
     def outside_bounds(self, x: Any) -> np.ndarray:
@@ -52,6 +62,44 @@ class Domain:
             warnings.warn(f"{message}; the model extrapolates there", stacklevel=3)
         return array
 
+    def _check_xy(
+        self, x: Any, y: Any, label: str, *, strict: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Checked inputs (see `_check_points`) and targets of one value per row and output."""
+        x = self._check_points(x, f"{label}x", strict=strict)
+        if y is None:
+            return x, None
+        n, m = len(x), self.output_dim
+        return x, check_rows(finite_array(y, f"{label}y"), f"{label}y", m, rows=n,
+                             purpose=f"for {n} input rows and {m} output(s)")
+
+    def _check_fit_data(self, arguments: dict) -> tuple[Any, Any]:
+        """Checks the array data among `fit`'s arguments, in place; returns `x` and `y`.
+
+        Training arrays must lie inside the bounds; validation rows outside
+        them only warn.
+        """
+        x, y = arguments.get("x"), arguments.get("y")
+        if x is None:
+            raise ValueError("fit needs training inputs x; got None")
+        if is_array_like(x):
+            x, y = self._check_xy(x, y, "")
+            if y is None:
+                raise ValueError("fit needs targets y for array inputs")
+            arguments["x"], arguments["y"] = x, y
+        validation = arguments.get("validation_data")
+        if isinstance(validation, (tuple, list)):
+            if len(validation) not in (2, 3):
+                raise ValueError(
+                    f"validation_data must be (x, y) or (x, y, sample_weight); got a "
+                    f"{type(validation).__name__} of {len(validation)}"
+                )
+            if is_array_like(validation[0]):
+                checked = self._check_xy(validation[0], validation[1], "validation_data ",
+                                         strict=False)
+                arguments["validation_data"] = (*checked, *validation[2:])
+        return x, y
+
     def _as_rows(self, x) -> tf.Tensor:
         """`x` as a tensor of rows of d values in the compute dtype."""
         x = tf.cast(tf.convert_to_tensor(x), self.compute_dtype)
@@ -63,7 +111,20 @@ class Domain:
         *,
         contains: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
-        """Sets how collocation points are drawn (see the `GradINN` docstring).
+        """Sets how collocation points are drawn.
+
+        Args:
+            sampler: `"uniform"`, `"sobol"`, `"halton"` or `"lhs"` (points drawn
+                inside the graph; the quasi-random sets get a fresh random shift
+                modulo the box at each step), a fixed array of points of shape
+                (P, d) in user units (a random subset of `n_collocation` of them
+                each step), a dict `{"method": "sobol", "size": P, "seed": s}` for
+                such a pool drawn once by `sampling.sample` (inside `contains`,
+                if given; saved as the dict), or a callable
+                `sampler(n, rng) -> (n, d) array` in user units, called on the
+                host at every step.
+            contains: optional `contains(x) -> bool mask` for domains that are
+                not boxes; points are then drawn on the host by rejection.
 
         Python callables (a callable `sampler`, or `contains`) are not saved
         with the model: after loading such a model, call `set_sampler` again
@@ -82,6 +143,17 @@ class Domain:
         self._table = None
         self.supports_jit = collocation.mode != "host"
         self.train_function = self.test_function = None
+
+    def _saveable_sampler(self) -> Any:
+        """The sampler as `get_config` saves it; warns once if it is a Python callable."""
+        if self._collocation.mode == "host" and not getattr(self, "_warned_unsaved", False):
+            self._warned_unsaved = True
+            warnings.warn(
+                "the collocation sampler or contains predicate is a Python callable "
+                "and is not saved; call set_sampler(...) after loading to train further",
+                stacklevel=3,
+            )
+        return self._collocation.saveable
 
     def _collocation_seed(self, step: Any = None) -> tf.Tensor:
         """The seed tensor of training step `step`'s draw: `(seed, step * replicas + replica)`."""

@@ -4,19 +4,17 @@ This module holds the method: construction, the forward pass, the two loss
 terms, `train_step`/`test_step`, predictions and Jacobians, and the
 configuration. `GradINN` inherits the rest, as `keras.Model` inherits its
 trainer: `Standardise` (the normalisation around the network), `Domain`
-(the bounds and the collocation draws), `StepGuard` (the non-finite guard),
-`Loop` (speed-ups of Keras' training loop) and `MultiWorkerBuild` (a
-workaround in Keras' private API).
+(the bounds, the checks of data against them, the collocation draws),
+`StepGuard` (the non-finite guard), `Loop` (speed-ups of Keras' training
+loop) and `MultiWorkerBuild` (a workaround in Keras' private API).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import numbers
 import os
 import pathlib
-import warnings
 from typing import Any, Callable, Sequence
 
 import keras
@@ -26,7 +24,7 @@ import tensorflow as tf
 from keras_gradinn import keras_private, sampling
 from keras_gradinn import priors as priors_lib
 from keras_gradinn.collocation import Sampler
-from keras_gradinn.domain import Domain
+from keras_gradinn.domain import Domain, is_array_like
 from keras_gradinn.errors import NonFiniteLossError
 from keras_gradinn.guard import StepGuard
 from keras_gradinn.jacobian import (
@@ -37,24 +35,25 @@ from keras_gradinn.jacobian import (
     relevance,
     value_and_jacobian,
 )
-from keras_gradinn.loop import AUTO_STEPS_PER_EXECUTION, Loop
+from keras_gradinn.loop import Loop
 from keras_gradinn.standardise import Standardise
-from keras_gradinn.validation import (
-    check_rows,
-    finite_array,
-    integer_in,
-    non_negative,
-    positive_int,
-)
+from keras_gradinn.validation import integer_in, non_negative, positive_int
 
-__all__ = ["AUTO_STEPS_PER_EXECUTION", "GradINN", "NonFiniteLossError"]
+__all__ = ["GradINN", "NonFiniteLossError"]
 
 
-def _is_array_like(value: Any) -> bool:
-    return value is not None and not isinstance(value, (tf.data.Dataset, dict, str)) and (
-        isinstance(value, (np.ndarray, list, tuple, numbers.Number))
-        or hasattr(value, "__array__")
-    )
+def _check_bounds(bounds: Any) -> np.ndarray:
+    """`bounds` as a (d, 2) float64 array whose values and widths fit in float32."""
+    bounds = sampling.as_bounds(bounds)
+    with np.errstate(over="ignore"):
+        as_float32 = np.append(bounds, bounds[:, 1:] - bounds[:, :1], 1)
+        fits = np.all(np.isfinite(as_float32.astype(np.float32)))
+    if not fits:
+        raise ValueError(
+            f"bounds must fit in float32 (|value| and width below 3.4e38); got "
+            f"{bounds.tolist()}"
+        )
+    return bounds
 
 
 def _check_network(network: Any, d: int) -> tuple[int, int, bool]:
@@ -154,21 +153,14 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
     collocation point `z_c`, and `h(z_c)` is the prior's field reshaped to
     (m, d). The collocation points are redrawn at every step from the
     domain (`sampler`), and both f and (unless `prior_trainable=False`) h
-    are trained together. The Jacobian is differentiated by the step's
-    tape: for any network it comes from a `tf.GradientTape` nested inside
-    that tape; for a chain of Dense layers (as `keras_gradinn.mlp` builds)
-    it is by default written out by the chain rule from the layers'
-    kernels and closed-form activation slopes (see `jacobian`), which gives
-    the same values with first-order ops only: faster, and compilable by
-    XLA (docs/performance.md).
+    are trained together, through the Jacobian (computed as `jacobian`
+    says) by the step's tape.
 
     Because the gradient term lives in the normalised space,
     `gradient_weight` does not depend on the units of x or y, and the prior
     speaks of standardised outputs per unit of normalised input. `call`,
     `predict`, `predict_gradient` and the compiled metrics use the user's
     units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
-    The normalisation constants are non-trainable weights, so they are
-    saved and exported with the model.
 
     A stacked `network` (one mapping (n, d) to (n, k, m), such as
     `keras_gradinn.mlp(..., members=k)` builds) holds k members trained
@@ -199,26 +191,23 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
         bounds: the domain box, one `(low, high)` per input or an array of
             shape (d, 2). Training inputs must lie inside it.
         n_collocation: collocation points per training step (>= 1).
-        sampler: `"uniform"`, `"sobol"`, `"halton"` or `"lhs"` (points drawn
-            inside the graph; the quasi-random sets get a fresh random shift
-            modulo the box at each step), a fixed array of points of shape
-            (P, d) in user units (a random subset of `n_collocation` of them
-            each step), a dict `{"method": "sobol", "size": P, "seed": s}` for
-            such a pool drawn once by `sampling.sample` (inside `contains`,
-            if given; saved as the dict), or a callable
-            `sampler(n, rng) -> (n, d) array` in user units, called on the host
-            at every step.
+        sampler: how collocation points are drawn: a method name (default
+            Sobol'), a fixed array of points, a dict for a pool drawn once,
+            or a callable; see `set_sampler`.
         contains: optional `contains(x) -> bool mask` for domains that are
-            not boxes; points are then drawn on the host by rejection.
+            not boxes; see `set_sampler`.
         gradient_weight: lambda >= 0. With 0 the gradient term and its
             nested tape are skipped entirely.
         jacobian: how training computes the Jacobian. `"auto"` (default):
-            the explicit chain rule for a chain of Dense layers, forward mode
-            if d < m and reverse mode otherwise, and a nested
-            `tf.GradientTape` for any other network. `"tape"`: always the
-            nested tape. `"forward"`/`"reverse"`: the explicit chain rule in
-            that mode (Dense chains only; see
-            `keras_gradinn.jacobian.dense_layers`).
+            the explicit chain rule for a chain of Dense layers (as
+            `keras_gradinn.mlp` builds), forward mode if d < m and reverse
+            mode otherwise, and a nested `tf.GradientTape` for any other
+            network. `"tape"`: always the nested tape. `"forward"`/`"reverse"`:
+            the explicit chain rule in that mode (Dense chains only; see
+            `keras_gradinn.jacobian.dense_layers`). The chain rule, written
+            out from the layers' kernels and closed-form activation slopes,
+            gives the tape's values with first-order ops only: faster, and
+            compilable by XLA (docs/performance.md).
         prior_trainable: whether the prior is trained with the network (this
             sets `prior.trainable` on the model passed in).
         seed: seed of the collocation draws (None: drawn from Keras' global
@@ -260,15 +249,7 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.bounds = sampling.as_bounds(bounds)
-        with np.errstate(over="ignore"):
-            as_float32 = np.append(self.bounds, self.bounds[:, 1:] - self.bounds[:, :1], 1)
-            fits = np.all(np.isfinite(as_float32.astype(np.float32)))
-        if not fits:
-            raise ValueError(
-                f"bounds must fit in float32 (|value| and width below 3.4e38); got "
-                f"{self.bounds.tolist()}"
-            )
+        self.bounds = _check_bounds(bounds)
         d = len(self.bounds)
         n_collocation = positive_int(n_collocation, "n_collocation")
         if seed is None:
@@ -536,17 +517,6 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
 
     # ------------------------------------------------------------ data entry
 
-    def _check_xy(
-        self, x: Any, y: Any, label: str, *, strict: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Checked inputs (see `_check_points`) and targets of one value per row and output."""
-        x = self._check_points(x, f"{label}x", strict=strict)
-        if y is None:
-            return x, None
-        n, m = len(x), self.output_dim
-        return x, check_rows(finite_array(y, f"{label}y"), f"{label}y", m, rows=n,
-                             purpose=f"for {n} input rows and {m} output(s)")
-
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, after checking the data and adapting the outputs.
 
@@ -558,31 +528,13 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
         """
         bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
         arguments = bound.arguments
-        x, y = arguments.get("x"), arguments.get("y")
-        if x is None:
-            raise ValueError("fit needs training inputs x; got None")
-        if _is_array_like(x):
-            x, y = self._check_xy(x, y, "")
-            if y is None:
-                raise ValueError("fit needs targets y for array inputs")
-            arguments["x"], arguments["y"] = x, y
+        x, y = self._check_fit_data(arguments)
         if isinstance(x, tf.data.Dataset):
             # Keras would warn on every call that `shuffle` does not apply to datasets.
             arguments.setdefault("shuffle", False)
-        validation = arguments.get("validation_data")
-        if isinstance(validation, (tuple, list)):
-            if len(validation) not in (2, 3):
-                raise ValueError(
-                    f"validation_data must be (x, y) or (x, y, sample_weight); got a "
-                    f"{type(validation).__name__} of {len(validation)}"
-                )
-            if _is_array_like(validation[0]):
-                checked = self._check_xy(validation[0], validation[1], "validation_data ",
-                                         strict=False)
-                arguments["validation_data"] = (*checked, *validation[2:])
         if not self.adapted:
             self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
-        self._prepare_loop(arguments, arrays=_is_array_like(x))
+        self._prepare_loop(arguments, arrays=is_array_like(x))
         self._arm(arguments)
         self._tabulate_prior()
         self._collocation.host_error = None
@@ -595,7 +547,7 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn)."""
-        if _is_array_like(x):
+        if is_array_like(x):
             if y is None:
                 raise ValueError("evaluate needs targets y for array inputs")
             x, y = self._check_xy(x, y, "", strict=False)
@@ -605,7 +557,7 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
         """`keras.Model.predict` in user units; warns about out-of-bounds rows."""
         if x is None:
             raise ValueError("predict needs inputs x; got None")
-        if _is_array_like(x):
+        if is_array_like(x):
             x = self._check_points(x, "x", strict=False)
         return super().predict(x, *args, **kwargs)
 
@@ -700,19 +652,12 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
 
     def get_config(self):
         config = super().get_config()
-        if self._collocation.mode == "host" and not getattr(self, "_warned_unsaved", False):
-            self._warned_unsaved = True
-            warnings.warn(
-                "the collocation sampler or contains predicate is a Python callable "
-                "and is not saved; call set_sampler(...) after loading to train further",
-                stacklevel=2,
-            )
         config.update(
             network=keras.saving.serialize_keras_object(self.network),
             prior=keras.saving.serialize_keras_object(self.prior),
             bounds=self.bounds.tolist(),
             n_collocation=self.n_collocation,
-            sampler=self._collocation.saveable,
+            sampler=self._saveable_sampler(),
             gradient_weight=self.gradient_weight,
             jacobian=self.jacobian,
             prior_trainable=self.prior_trainable,
