@@ -125,6 +125,7 @@ def _explicit_chain(network: Any, jacobian: str) -> list | None:
 
 
 def _check_labels(names: Sequence[str] | None, size: int, stem: str, label: str) -> list[str]:
+    """`size` distinct names as strings, by default `stem0, stem1, ...`."""
     if names is None:
         return [f"{stem}{i}" for i in range(size)]
     if isinstance(names, str):
@@ -515,7 +516,7 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
         t_pred, *losses = self._loss_terms(z, t, sample_weight, training=False)
         return self._update_metrics(x, y, z, t_pred, sample_weight, losses)
 
-    # ------------------------------------------------------------ data entry
+    # -------------------------------------------------------- fit and predict
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, after checking the data and adapting the outputs.
