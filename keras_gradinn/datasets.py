@@ -39,8 +39,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gradinn.data import AUTO_BOUNDS_MARGIN, DataError, check_names
-from keras_gradinn.networks import positive_int
-from keras_gradinn.validation import first_nonfinite_row, non_negative
+from keras_gradinn.validation import (
+    first_nonfinite_row,
+    integer_in,
+    non_negative,
+    positive_int,
+)
 
 __all__ = ["DataError", "bounds_from_dataset", "from_csv", "from_npy"]
 
@@ -69,11 +73,7 @@ def _path(value: Any, label: str) -> pathlib.Path:
 def _seed(seed: Any) -> int | None:
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
-        0 <= seed < 2**63
-    ):
-        raise ValueError(f"seed must be None or a non-negative integer; got {seed!r}")
-    return int(seed)
+    return integer_in(seed, "seed", 0, 2**63 - 1)
 
 
 def _optional_positive(value: Any, label: str) -> int | None:

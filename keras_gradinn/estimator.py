@@ -46,6 +46,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from keras_gradinn import training
 from keras_gradinn.jacobian import relevance
+from keras_gradinn.validation import non_negative
 
 __all__ = ["CANDIDATES", "Candidate", "GradINNRegressor"]
 
@@ -86,10 +87,7 @@ class Candidate:
             raise ValueError(f"Candidate {self.name!r}: prior must be one of {self.KINDS}; "
                              f"got {self.prior!r}")
         weight = self.gradient_weight
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not (
-                np.isfinite(weight) and weight >= 0):
-            raise ValueError(f"Candidate {self.name!r}: gradient_weight must be finite and >= 0; "
-                             f"got {weight!r}")
+        non_negative(weight, f"Candidate {self.name!r}: gradient_weight")
         if (self.prior == "none") != (weight == 0):
             raise ValueError(f"Candidate {self.name!r}: prior 'none' and only it has weight 0; "
                              f"got prior {self.prior!r} with weight {weight!r}")

@@ -1,23 +1,32 @@
-"""GradINN: a Keras model trained on data and on a prior belief about its gradient."""
+"""GradINN: a Keras model trained on data and on a prior belief about its gradient.
+
+This module holds the method: construction, the forward pass, the two loss
+terms, `train_step`/`test_step`, predictions and Jacobians, and the
+configuration. `GradINN` inherits the rest, as `keras.Model` inherits its
+trainer: `Standardise` (the normalisation around the network), `Domain`
+(the bounds, the checks of data against them, the collocation draws),
+`StepGuard` (the non-finite guard), `Loop` (speed-ups of Keras' training
+loop) and `MultiWorkerBuild` (a workaround in Keras' private API).
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
-import math
-import numbers
 import os
 import pathlib
-import warnings
 from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_gradinn import keras_private, sampling
 from keras_gradinn import priors as priors_lib
-from keras_gradinn import sampling
-from keras_gradinn.collocation import Collocation, Sampler
+from keras_gradinn.collocation import Sampler
+from keras_gradinn.domain import Domain, is_array_like
+from keras_gradinn.errors import NonFiniteLossError
+from keras_gradinn.guard import StepGuard
 from keras_gradinn.jacobian import (
     dense_forward,
     dense_jacobian,
@@ -26,89 +35,110 @@ from keras_gradinn.jacobian import (
     relevance,
     value_and_jacobian,
 )
-from keras_gradinn.networks import positive_int
-from keras_gradinn.validation import finite_array, first_nonfinite_row, non_negative, outside
+from keras_gradinn.loop import Loop
+from keras_gradinn.standardise import Standardise
+from keras_gradinn.validation import integer_in, non_negative, positive_int
 
 __all__ = ["GradINN", "NonFiniteLossError"]
 
 
-def _is_array_like(value: Any) -> bool:
-    return value is not None and not isinstance(value, (tf.data.Dataset, dict, str)) and (
-        isinstance(value, (np.ndarray, list, tuple, numbers.Number))
-        or hasattr(value, "__array__")
+def _check_bounds(bounds: Any) -> np.ndarray:
+    """`bounds` as a (d, 2) float64 array whose values and widths fit in float32."""
+    bounds = sampling.as_bounds(bounds)
+    with np.errstate(over="ignore"):
+        as_float32 = np.append(bounds, bounds[:, 1:] - bounds[:, :1], 1)
+        fits = np.all(np.isfinite(as_float32.astype(np.float32)))
+    if not fits:
+        raise ValueError(
+            f"bounds must fit in float32 (|value| and width below 3.4e38); got "
+            f"{bounds.tolist()}"
+        )
+    return bounds
+
+
+def _check_network(network: Any, d: int) -> tuple[int, int, bool]:
+    """(outputs m, members k, whether stacked) of a network; k is 1 unless stacked."""
+    if not isinstance(network, keras.layers.Layer):
+        raise TypeError(f"network must be a keras.Model; got {type(network).__name__}")
+    try:
+        out = network(np.zeros((2, d), dtype="float32"))
+    except Exception as error:  # noqa: BLE001 - reported with context
+        raise ValueError(
+            f"network must accept inputs of shape (n, {d}) to match the bounds; "
+            f"calling it failed: {error}"
+        ) from error
+    if len(out.shape) not in (2, 3):
+        raise ValueError(f"network must return shape (n, m), or (n, members, m) for a "
+                         f"stacked network; got {tuple(out.shape)}")
+    stacked = len(out.shape) == 3
+    return int(out.shape[-1]), int(out.shape[1]) if stacked else 1, stacked
+
+
+def _check_prior(prior: Any, d: int, m: int, members: int) -> int:
+    """How many fields the prior gives: 0 (one, shared) or `members` (one each)."""
+    if not isinstance(prior, keras.layers.Layer):
+        raise TypeError(
+            f"prior must be a keras.Model or one of {priors_lib.KINDS}; "
+            f"got {type(prior).__name__}"
+        )
+    try:
+        out = prior(np.zeros((2, d), dtype="float32"))
+    except Exception as error:  # noqa: BLE001 - reported with context
+        raise ValueError(
+            f"prior must accept inputs of shape (n, {d}); calling it failed: {error}"
+        ) from error
+    shape = tuple(out.shape[1:])
+    if shape in ((m * d,), (m, d)):
+        return 0
+    if members and shape in ((members, m * d), (members, m, d)):
+        return members
+    per_member = f", or (n, {members}, {m * d}) with one field per member" if members else ""
+    raise ValueError(
+        f"prior must output m*d = {m * d} values per point (shape (n, {m * d}) "
+        f"or (n, {m}, {d}){per_member}) for {m} output(s) and {d} input(s); got "
+        f"shape (n, {', '.join(map(str, shape))})"
     )
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a non-finite loss or update; undone unless under a strategy."""
+def _explicit_chain(network: Any, jacobian: str) -> list | None:
+    """The Dense layers whose Jacobian training writes out, or None for the tape."""
+    if jacobian not in ("auto", "tape", "forward", "reverse"):
+        raise ValueError(
+            f"jacobian must be 'auto', 'tape', 'forward' or 'reverse'; got {jacobian!r}"
+        )
+    if jacobian == "tape":
+        return None
+    try:
+        layers = dense_layers(network)
+        for layer in layers:
+            if layer.activity_regularizer is not None or layer.quantization_mode:
+                raise ValueError(
+                    f"layer {layer.name!r} has an activity regularizer or is quantized"
+                )
+    except ValueError as error:
+        if jacobian == "auto":
+            return None
+        raise ValueError(
+            f"jacobian={jacobian!r} needs a chain of Dense layers: {error}"
+        ) from None
+    return layers
 
 
-# Which part of a step went non-finite, as recorded by `GradINN._guard`.
-_NONFINITE_TERMS = {1: "data_loss", 2: "gradient_loss", 3: "data_loss and gradient_loss",
-                    4: "weight update (the losses were finite, their gradients were not)"}
-
-
-def _unsaved_variable(value, dtype=None) -> tf.Variable:
-    # A plain TF variable: Keras neither saves nor lists it among the weights.
-    # Replicas hold equal copies, so the first replica's write is the value.
-    return tf.Variable(value, dtype=dtype, trainable=False,
-                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-
-#: The most training steps that `steps_per_execution="auto"` runs per call.
-AUTO_STEPS_PER_EXECUTION = 64
-
-
-class _NonFiniteGuard(keras.callbacks.Callback):
-    """Stops `fit` at the first non-finite step, whose update the model skipped."""
-
-    def on_train_begin(self, logs=None):
-        self.model._nonfinite_step.assign(0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model._nonfinite_step.numpy())
-        if step:
-            term = _NONFINITE_TERMS[int(self.model._nonfinite_code.numpy())]
-            self.model.stop_training = True
-            if self.model.distribute_strategy.num_replicas_in_sync == 1:
-                # The step before may be the update that diverged: its start
-                # is the last point whose loss was finite (see `GradINN._guard`).
-                weights = ("the weights are restored to the last ones whose loss was finite "
-                           f"(those before step {max(step - 1, 1)})")
-            else:
-                weights = ("under a distribution strategy the update is not undone, so the "
-                           "weights may be NaN: reload them from a checkpoint")
-            raise NonFiniteLossError(
-                f"training stopped at step {step}: the {term} became NaN or infinite; "
-                f"{weights}. Lower the learning rate or the gradient_weight, and compile "
-                f"again before training further"
-            )
-
-
-def _multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
-    """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
-        strategy.extended._in_multi_worker_mode()
-    )
-
-
-def _any_replica(*flags: tf.Tensor) -> list[tf.Tensor]:
-    """Each boolean flag OR-ed over all replicas (one all-reduce; as is without a strategy).
-
-    Replicas see different rows and collocation points, so one may go
-    non-finite alone; all must agree, or their guards disagree on the step.
-    """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return list(flags)
-    counts = context.all_reduce(
-        tf.distribute.ReduceOp.SUM, tf.cast(tf.stack(flags), tf.float32)
-    )
-    return tf.unstack(counts > 0)
+def _check_labels(names: Sequence[str] | None, size: int, stem: str, label: str) -> list[str]:
+    """`size` distinct names as strings, by default `stem0, stem1, ...`."""
+    if names is None:
+        return [f"{stem}{i}" for i in range(size)]
+    if isinstance(names, str):
+        raise TypeError(f"{label} must be a sequence of strings; got the string {names!r}")
+    names = [str(name) for name in names]
+    if len(names) != size or len(set(names)) != size:
+        raise ValueError(f"{label} must be {size} distinct names; got {names}")
+    return names
 
 
 @keras.saving.register_keras_serializable(package="keras_gradinn")
-class GradINN(keras.Model):
+class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBuild,
+              keras.Model):
     """A Gradient-Informed Neural Network.
 
     A primary `network` f is fitted to data while its input Jacobian is
@@ -124,21 +154,14 @@ class GradINN(keras.Model):
     collocation point `z_c`, and `h(z_c)` is the prior's field reshaped to
     (m, d). The collocation points are redrawn at every step from the
     domain (`sampler`), and both f and (unless `prior_trainable=False`) h
-    are trained together. The Jacobian is differentiated by the step's
-    tape: for any network it comes from a `tf.GradientTape` nested inside
-    that tape; for a chain of Dense layers (as `keras_gradinn.mlp` builds)
-    it is by default written out by the chain rule from the layers'
-    kernels and closed-form activation slopes (see `jacobian`), which gives
-    the same values with first-order ops only: faster, and compilable by
-    XLA (docs/performance.md).
+    are trained together, through the Jacobian (computed as `jacobian`
+    says) by the step's tape.
 
     Because the gradient term lives in the normalised space,
     `gradient_weight` does not depend on the units of x or y, and the prior
     speaks of standardised outputs per unit of normalised input. `call`,
     `predict`, `predict_gradient` and the compiled metrics use the user's
     units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
-    The normalisation constants are non-trainable weights, so they are
-    saved and exported with the model.
 
     A stacked `network` (one mapping (n, d) to (n, k, m), such as
     `keras_gradinn.mlp(..., members=k)` builds) holds k members trained
@@ -169,26 +192,23 @@ class GradINN(keras.Model):
         bounds: the domain box, one `(low, high)` per input or an array of
             shape (d, 2). Training inputs must lie inside it.
         n_collocation: collocation points per training step (>= 1).
-        sampler: `"uniform"`, `"sobol"`, `"halton"` or `"lhs"` (points drawn
-            inside the graph; the quasi-random sets get a fresh random shift
-            modulo the box at each step), a fixed array of points of shape
-            (P, d) in user units (a random subset of `n_collocation` of them
-            each step), a dict `{"method": "sobol", "size": P, "seed": s}` for
-            such a pool drawn once by `sampling.sample` (inside `contains`,
-            if given; saved as the dict), or a callable
-            `sampler(n, rng) -> (n, d) array` in user units, called on the host
-            at every step.
+        sampler: how collocation points are drawn: a method name (default
+            Sobol'), a fixed array of points, a dict for a pool drawn once,
+            or a callable; see `set_sampler`.
         contains: optional `contains(x) -> bool mask` for domains that are
-            not boxes; points are then drawn on the host by rejection.
+            not boxes; see `set_sampler`.
         gradient_weight: lambda >= 0. With 0 the gradient term and its
             nested tape are skipped entirely.
         jacobian: how training computes the Jacobian. `"auto"` (default):
-            the explicit chain rule for a chain of Dense layers, forward mode
-            if d < m and reverse mode otherwise, and a nested
-            `tf.GradientTape` for any other network. `"tape"`: always the
-            nested tape. `"forward"`/`"reverse"`: the explicit chain rule in
-            that mode (Dense chains only; see
-            `keras_gradinn.jacobian.dense_layers`).
+            the explicit chain rule for a chain of Dense layers (as
+            `keras_gradinn.mlp` builds), forward mode if d < m and reverse
+            mode otherwise, and a nested `tf.GradientTape` for any other
+            network. `"tape"`: always the nested tape. `"forward"`/`"reverse"`:
+            the explicit chain rule in that mode (Dense chains only; see
+            `keras_gradinn.jacobian.dense_layers`). The chain rule, written
+            out from the layers' kernels and closed-form activation slopes,
+            gives the tape's values with first-order ops only: faster, and
+            compilable by XLA (docs/performance.md).
         prior_trainable: whether the prior is trained with the network (this
             sets `prior.trainable` on the model passed in).
         seed: seed of the collocation draws (None: drawn from Keras' global
@@ -230,59 +250,33 @@ class GradINN(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.bounds = sampling.as_bounds(bounds)
-        with np.errstate(over="ignore"):
-            as_float32 = np.append(self.bounds, self.bounds[:, 1:] - self.bounds[:, :1], 1)
-            fits = np.all(np.isfinite(as_float32.astype(np.float32)))
-        if not fits:
-            raise ValueError(
-                f"bounds must fit in float32 (|value| and width below 3.4e38); got "
-                f"{self.bounds.tolist()}"
-            )
+        self.bounds = _check_bounds(bounds)
         d = len(self.bounds)
         n_collocation = positive_int(n_collocation, "n_collocation")
         if seed is None:
             seed = int(keras.random.randint((), 0, 2**31 - 1))
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
-            0 <= seed < 2**31
-        ):
-            raise ValueError(f"seed must be an integer in [0, 2**31); got {seed!r}")
+        else:
+            seed = integer_in(seed, "seed", 0, 2**31 - 1)
         self.network = network
-        m, self.members, self._stacked = self._check_network(network, d)
+        m, self.members, self._stacked = _check_network(network, d)
         if isinstance(prior, str):
             prior = priors_lib.build(prior, d, m)
-        self._prior_members = self._check_prior(prior, d, m, self.members if self._stacked else 0)
+        self._prior_members = _check_prior(prior, d, m, self.members if self._stacked else 0)
         prior.trainable = bool(prior_trainable)
         self.prior = prior
         self.input_dim, self.output_dim = d, m
         self.jacobian = jacobian
-        self._dense = self._explicit_chain(network, jacobian)
+        self._dense = _explicit_chain(network, jacobian)
         self.n_collocation = int(n_collocation)
         self._gradient_weight = 0.0
         self.gradient_weight = gradient_weight
         self.prior_trainable = bool(prior_trainable)
         self.seed = int(seed)
-        self.input_labels = self._check_labels(input_labels, d, "x", "input_labels")
-        self.output_labels = self._check_labels(output_labels, m, "y", "output_labels")
+        self.input_labels = _check_labels(input_labels, d, "x", "input_labels")
+        self.output_labels = _check_labels(output_labels, m, "y", "output_labels")
         self.metadata = metadata
 
-        centre, half_width = sampling.centre_and_half_width(self.bounds)
-        constant = keras.initializers.Constant
-        self.input_offset = self.add_weight(
-            name="input_offset", shape=(d,), initializer=constant(centre), trainable=False
-        )
-        self.input_scale = self.add_weight(
-            name="input_scale", shape=(d,), initializer=constant(half_width), trainable=False
-        )
-        self.output_mean = self.add_weight(
-            name="output_mean", shape=(m,), initializer="zeros", trainable=False
-        )
-        self.output_std = self.add_weight(
-            name="output_std", shape=(m,), initializer="ones", trainable=False
-        )
-        self.output_adapted = self.add_weight(
-            name="output_adapted", shape=(), initializer="zeros", trainable=False
-        )
+        self._init_scales(*sampling.centre_and_half_width(self.bounds), m)
         # Counts training steps so that collocation draws are a pure function
         # of (seed, step): reloaded models continue the same sequence.
         self.collocation_step = self.add_weight(
@@ -297,10 +291,7 @@ class GradINN(keras.Model):
         self.data_loss_tracker = keras.metrics.Mean(name="data_loss")
         self.gradient_loss_tracker = keras.metrics.Mean(name="gradient_loss")
         self._jacobian_function = None
-        self._guarded = list(network.weights) + list(prior.weights)
-        self._backups = [_unsaved_variable(v.numpy()) for v in self._guarded]
-        self._nonfinite_step = _unsaved_variable(0, tf.int64)
-        self._nonfinite_code = _unsaved_variable(0, tf.int64)
+        self._init_guard(list(network.weights) + list(prior.weights))
         self.set_sampler(sampler, contains=contains)
         # One call records the input shape, as Keras' export and summary expect.
         self(np.zeros((1, d), dtype="float32"))
@@ -332,229 +323,7 @@ class GradINN(keras.Model):
         # nested tape), so a new value needs new step functions.
         self.train_function = self.test_function = None
 
-    # ------------------------------------------------------------------ checks
-
-    @staticmethod
-    def _check_network(network: Any, d: int) -> tuple[int, int, bool]:
-        """(outputs m, members k, whether stacked) of a network; k is 1 unless stacked."""
-        if not isinstance(network, keras.layers.Layer):
-            raise TypeError(f"network must be a keras.Model; got {type(network).__name__}")
-        try:
-            out = network(np.zeros((2, d), dtype="float32"))
-        except Exception as error:  # noqa: BLE001 - reported with context
-            raise ValueError(
-                f"network must accept inputs of shape (n, {d}) to match the bounds; "
-                f"calling it failed: {error}"
-            ) from error
-        if len(out.shape) not in (2, 3):
-            raise ValueError(f"network must return shape (n, m), or (n, members, m) for a "
-                             f"stacked network; got {tuple(out.shape)}")
-        stacked = len(out.shape) == 3
-        return int(out.shape[-1]), int(out.shape[1]) if stacked else 1, stacked
-
-    @staticmethod
-    def _check_prior(prior: Any, d: int, m: int, members: int) -> int:
-        """How many fields the prior gives: 0 (one, shared) or `members` (one each)."""
-        if not isinstance(prior, keras.layers.Layer):
-            raise TypeError(
-                f"prior must be a keras.Model or one of {priors_lib.KINDS}; "
-                f"got {type(prior).__name__}"
-            )
-        try:
-            out = prior(np.zeros((2, d), dtype="float32"))
-        except Exception as error:  # noqa: BLE001 - reported with context
-            raise ValueError(
-                f"prior must accept inputs of shape (n, {d}); calling it failed: {error}"
-            ) from error
-        shape = tuple(out.shape[1:])
-        if shape in ((m * d,), (m, d)):
-            return 0
-        if members and shape in ((members, m * d), (members, m, d)):
-            return members
-        per_member = f", or (n, {members}, {m * d}) with one field per member" if members else ""
-        raise ValueError(
-            f"prior must output m*d = {m * d} values per point (shape (n, {m * d}) "
-            f"or (n, {m}, {d}){per_member}) for {m} output(s) and {d} input(s); got "
-            f"shape (n, {', '.join(map(str, shape))})"
-        )
-
-    @staticmethod
-    def _explicit_chain(network: Any, jacobian: str) -> list | None:
-        """The Dense layers whose Jacobian training writes out, or None for the tape."""
-        if jacobian not in ("auto", "tape", "forward", "reverse"):
-            raise ValueError(
-                f"jacobian must be 'auto', 'tape', 'forward' or 'reverse'; got {jacobian!r}"
-            )
-        if jacobian == "tape":
-            return None
-        try:
-            layers = dense_layers(network)
-            for layer in layers:
-                if layer.activity_regularizer is not None or layer.quantization_mode:
-                    raise ValueError(
-                        f"layer {layer.name!r} has an activity regularizer or is quantized"
-                    )
-        except ValueError as error:
-            if jacobian == "auto":
-                return None
-            raise ValueError(
-                f"jacobian={jacobian!r} needs a chain of Dense layers: {error}"
-            ) from None
-        return layers
-
-    @staticmethod
-    def _check_labels(names: Sequence[str] | None, size: int, stem: str, label: str) -> list[str]:
-        if names is None:
-            return [f"{stem}{i}" for i in range(size)]
-        if isinstance(names, str):
-            raise TypeError(f"{label} must be a sequence of strings; got the string {names!r}")
-        names = [str(name) for name in names]
-        if len(names) != size or len(set(names)) != size:
-            raise ValueError(f"{label} must be {size} distinct names; got {names}")
-        return names
-
-    def _check_points(self, x: Any, label: str, *, strict: bool) -> np.ndarray:
-        array = finite_array(x, label)
-        if array.ndim == 1 and self.input_dim == 1:
-            array = array[:, None]
-        if array.ndim != 2 or array.shape[1] != self.input_dim:
-            raise ValueError(
-                f"{label} must have shape (n, {self.input_dim}) to match the bounds; "
-                f"got shape {array.shape}"
-            )
-        outside = self._outside(array)
-        if outside.any():
-            rows = np.flatnonzero(outside)
-            message = (
-                f"{label} has {rows.size} row(s) outside the bounds "
-                f"{self.bounds.tolist()}, first row {int(rows[0])}: "
-                f"{array[rows[0]].tolist()}"
-            )
-            if strict:
-                raise ValueError(f"{message}. Widen the bounds to cover the data")
-            warnings.warn(f"{message}; the model extrapolates there", stacklevel=3)
-        return array
-
-    def outside_bounds(self, x: Any) -> np.ndarray:
-        """A boolean mask of the rows of `x` (shape (n, d)) outside the bounds."""
-        return self._outside(np.asarray(x, dtype=np.float64).reshape(-1, self.input_dim))
-
-    def _outside(self, x: np.ndarray) -> np.ndarray:
-        return outside(self.bounds, x)
-
-    def _check_targets(self, y: Any, n: int, label: str = "y") -> np.ndarray:
-        array = finite_array(y, label)
-        if array.ndim == 1 and self.output_dim == 1:
-            array = array[:, None]
-        if array.shape != (n, self.output_dim):
-            raise ValueError(
-                f"{label} must have shape ({n}, {self.output_dim}) for {n} input rows "
-                f"and {self.output_dim} output(s); got shape {array.shape}"
-            )
-        return array
-
-    def _check_xy(
-        self, x: Any, y: Any, label: str, *, strict: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        x = self._check_points(x, f"{label}x", strict=strict)
-        if y is None:
-            return x, None
-        return x, self._check_targets(y, len(x), f"{label}y")
-
-    # ---------------------------------------------------------------- sampling
-
-    def set_sampler(
-        self,
-        sampler: str | np.ndarray | dict | Sampler | None,
-        *,
-        contains: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> None:
-        """Sets how collocation points are drawn (see the class docstring).
-
-        Python callables (a callable `sampler`, or `contains`) are not saved
-        with the model: after loading such a model, call `set_sampler` again
-        before training it further. `sampler=None` leaves the model without
-        a sampler: it predicts, and `evaluate` reports `gradient_loss` as NaN
-        (leaving it out of `loss`), but it cannot train with the gradient term.
-        """
-        collocation = Collocation(sampler, contains=contains, bounds=self.bounds,
-                                  n=self.n_collocation, seed=self.seed)
-        if collocation.mode == "host" and getattr(self, "jit_compile", False) is True:
-            raise ValueError(
-                "a host-side collocation sampler (a callable sampler or a contains "
-                "predicate) cannot run under jit_compile=True; compile without XLA"
-            )
-        self._collocation = collocation
-        self._table = None
-        self.supports_jit = collocation.mode != "host"
-        self.train_function = self.test_function = None
-
-    def _collocation_seed(self, step: Any = None) -> tf.Tensor:
-        """The seed tensor of training step `step`'s draw: `(seed, step * replicas + replica)`."""
-        step = self.collocation_step if step is None else step
-        context = tf.distribute.get_replica_context()
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        draw = tf.cast(step, "int64") * replicas + tf.cast(replica, "int64")
-        return tf.stack([tf.constant(self.seed, "int64"), draw])
-
-    def collocation_points(self, step: Any = None) -> tf.Tensor:
-        """The normalised collocation points of training step `step`.
-
-        Draws are a pure function of `(seed, step, replica)`, so they are
-        reproducible and differ between replicas. Returns a (k, d) tensor in
-        [-1, 1]^d, with `k = n_collocation` (or the pool size, if smaller).
-        """
-        if self._collocation.mode is None:
-            raise ValueError(
-                "this model has no collocation sampler (it was built with sampler=None, "
-                "or loaded from a file that could not store a Python callable sampler or "
-                "contains predicate); call model.set_sampler(...) before training it "
-                "with gradient_weight > 0"
-            )
-        return tf.cast(self._collocation.draw(self._collocation_seed(step)), self.compute_dtype)
-
-    def _tabulate_prior(self) -> None:
-        """Evaluates a frozen prior once on a fixed pool of collocation points.
-
-        A prior without trainable weights gives the same field at a point at
-        every step, and with a fixed pool (`sampler` an array) every step's
-        points come from the pool: the step then gathers the field from this
-        table instead of evaluating the prior, which for a `KernelField` on
-        many data points costs more than the network. The table is rebuilt
-        at each `fit`, so weights set in between are used.
-        """
-        if (self._collocation.mode != "subset" or self.prior.trainable_weights
-                or self.gradient_weight == 0):
-            self._table = None
-            return
-        pool = self._collocation.pool
-        field = np.concatenate([keras.ops.convert_to_numpy(self.prior(pool[i:i + 4096]))
-                                for i in range(0, len(pool), 4096)])
-        if self._table is None or tuple(self._table.shape) != field.shape:
-            self._table = _unsaved_variable(field.astype("float32"))
-            self.train_function = self.test_function = None
-        else:
-            self._table.assign(field.astype("float32"))
-
     # ---------------------------------------------------------------- forward
-
-    def _scales(self, dtype) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """The normalisation constants (offset, scale, mean, std) cast to `dtype`."""
-        return tuple(
-            tf.cast(v, dtype)
-            for v in (self.input_offset, self.input_scale, self.output_mean, self.output_std)
-        )
-
-    def _as_rows(self, x) -> tf.Tensor:
-        x = tf.cast(tf.convert_to_tensor(x), self.compute_dtype)
-        if x.shape.rank == 1 and self.input_dim == 1:
-            x = x[:, None]
-        if x.shape.rank != 2 or x.shape[-1] not in (None, self.input_dim):
-            raise ValueError(
-                f"x must have shape (n, {self.input_dim}) to match the bounds; got {x.shape}"
-            )
-        return x
 
     def call(self, inputs, training=None):
         """Predicts in user units: `mean + std * f((x - centre) / half_width)`.
@@ -630,96 +399,6 @@ class GradINN(keras.Model):
 
     # ---------------------------------------------------------------- training
 
-    def compile(self, optimizer="adam", loss="mse", *, steps_per_execution="auto", **kwargs):
-        """Like `keras.Model.compile`, with the data loss defaulting to "mse".
-
-        The loss applies to standardised targets; `metrics` see user units.
-        `steps_per_execution="auto"` (the default) runs one epoch per call
-        of the compiled step function when an epoch has at most
-        `AUTO_STEPS_PER_EXECUTION` steps, and otherwise the largest number
-        of steps up to that which divides the epoch (batch callbacks then run
-        once per such call); one step per call under a multi-replica
-        strategy. An integer is used as given.
-        """
-        if kwargs.get("jit_compile") is True and self._collocation.mode == "host":
-            raise ValueError(
-                "jit_compile=True cannot be used with a host-side collocation sampler "
-                "(a callable sampler or a contains predicate)"
-            )
-        self._auto_steps = steps_per_execution == "auto"
-        super().compile(
-            optimizer=optimizer,
-            loss=loss,
-            steps_per_execution=1 if self._auto_steps else steps_per_execution,
-            **kwargs,
-        )
-        if self._auto_steps:
-            self._compile_config.config["steps_per_execution"] = "auto"
-
-    def _set_steps_per_execution(self, steps_per_epoch: int | None) -> None:
-        """Chooses the steps per call for `steps_per_execution="auto"`."""
-        if not getattr(self, "_auto_steps", False):
-            return
-        steps = 1
-        # Keras 3.15's multi-step loop fails under MirroredStrategy ("You must
-        # feed a value for placeholder tensor"), even for a plain Sequential.
-        if steps_per_epoch and self.distribute_strategy.num_replicas_in_sync == 1:
-            steps = max(
-                k for k in range(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION) + 1)
-                if steps_per_epoch % k == 0
-            )
-        if steps != self.steps_per_execution:
-            self.steps_per_execution = steps
-            self.train_function = None  # rebuilt by fit with the new count
-
-    def compile_from_config(self, config):
-        # Keras skips models that override `compile`; ours only changes a
-        # default, so the stored configuration applies as is.
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        self.optimizer.build(self.trainable_variables)
-
-    def reset_metrics(self) -> None:
-        """Resets every metric, in one compiled call on a single replica.
-
-        Keras resets each metric variable with its own eager operation at
-        every epoch, which is a measurable part of an epoch of a few steps.
-        """
-        if self._compiled_metrics_ok():
-            self._metrics_function("reset")()
-        else:
-            super().reset_metrics()
-
-    def get_metrics_result(self) -> dict:
-        """The metrics' current values, read in one compiled call (see `reset_metrics`)."""
-        if self._compiled_metrics_ok():
-            return self._metrics_function("result")()
-        return super().get_metrics_result()
-
-    def _compiled_metrics_ok(self) -> bool:
-        return not self.run_eagerly and self.distribute_strategy.num_replicas_in_sync == 1
-
-    def _metrics_function(self, kind: str):
-        # Traced again whenever the metrics or their variables change: compiled
-        # metrics only get their variables in the first training step.
-        metrics = self.metrics
-        key = (kind, tuple(id(v) for m in metrics for v in [m, *m.variables]))
-        cached = self.__dict__.get("_metrics_functions", {})
-        if key not in cached:
-            if kind == "reset":
-                def function():
-                    for metric in metrics:
-                        metric.reset_state()
-            else:
-                def function():
-                    values = {}
-                    for metric in metrics:
-                        result = metric.result()
-                        values.update(result if isinstance(result, dict) else {metric.name: result})
-                    return values
-            cached = {**{k: v for k, v in cached.items() if k[0] != kind}, key: tf.function(function)}
-            object.__setattr__(self, "_metrics_functions", cached)
-        return cached[key]
-
     @property
     def metrics(self):
         own = [self.loss_tracker, self.data_loss_tracker, self.gradient_loss_tracker]
@@ -783,22 +462,6 @@ class GradINN(keras.Model):
                                   sample_weight=weights * members, training=training)
         return total / members
 
-    def _normalise(self, x, y):
-        x = self._as_rows(x)
-        offset, scale, mean, std = self._scales(x.dtype)
-        z = (x - offset) / scale
-        if y is None:
-            return z, None
-        y = tf.cast(y, x.dtype)
-        if y.shape.rank == 1 and self.output_dim == 1:
-            y = y[:, None]
-        if y.shape.rank != 2 or y.shape[-1] not in (None, self.output_dim):
-            raise ValueError(
-                f"y must have shape (n, {self.output_dim}) for {self.output_dim} output(s); "
-                f"got {y.shape}"
-            )
-        return z, (y - mean) / std
-
     def _update_metrics(self, x, y, z, t_pred, sample_weight, losses):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch = tf.shape(z)[0]
@@ -815,12 +478,7 @@ class GradINN(keras.Model):
         if y is not None and len(y.shape) == 1:
             y = y[:, None]
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        if _multi_worker(tf.distribute.get_strategy()):
-            # Keras 3.15, which does not support this strategy (keras-team/keras#20585),
-            # averages step results over workers with `strategy.reduce("MEAN", value,
-            # axis=0)`, which rejects scalars; a leading axis of one gives the same mean.
-            logs = keras.tree.map_structure(lambda value: tf.expand_dims(value, 0), logs)
-        return logs
+        return keras_private.multi_worker_logs(logs)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -852,164 +510,13 @@ class GradINN(keras.Model):
             x, y, z, t_pred, sample_weight, (data_loss, gradient_loss, loss)
         )
 
-    @staticmethod
-    def _restorable() -> bool:
-        # Replicated weights can only be written through the optimizer's
-        # cross-replica updates, so under a strategy the guard only reports.
-        return tf.distribute.get_strategy().num_replicas_in_sync == 1
-
-    def _back_up(self) -> None:
-        if self._restorable():
-            for v, b in zip(self._guarded, self._backups):
-                b.assign(v)
-
-    def _guard(self, data_loss, gradient_loss, gradients, variables) -> None:
-        """Applies the update only if the losses and gradients are finite.
-
-        A step whose loss and update are finite first copies the weights it
-        was evaluated at; a step whose loss or update is not finite puts that
-        copy back (the last weights with a finite loss, since the previous
-        update may be what diverged), leaves the optimizer state alone, and
-        records the first such step and which term caused it; the
-        `_NonFiniteGuard` callback that `fit` adds turns that into an error,
-        and later steps of the same call change nothing.
-        Under a distribution strategy, replicated weights can only change
-        through the optimizer's cross-replica update, so the step is applied
-        and only reported.
-        """
-        bad_data = tf.logical_not(tf.math.is_finite(data_loss))
-        bad_gradient = tf.logical_not(tf.math.is_finite(gradient_loss))
-        bad_update = tf.logical_not(
-            tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-        )
-        bad_data, bad_gradient, bad_update = _any_replica(bad_data, bad_gradient, bad_update)
-        code = tf.cast(bad_data, tf.int64) + 2 * tf.cast(bad_gradient, tf.int64)
-        only_update = tf.logical_and(bad_update, tf.equal(code, 0))
-        code = tf.where(only_update, tf.constant(4, tf.int64), code)
-        bad = tf.not_equal(code, 0)
-
-        def update():
-            self._back_up()
-            self.optimizer.apply_gradients(zip(gradients, variables))
-            return tf.constant(True)
-
-        def restore():
-            for v, b in zip(self._guarded, self._backups):
-                v.assign(b)
-            return tf.constant(False)
-
-        if self._restorable():
-            # After a bad step the rest of the call (steps_per_execution > 1)
-            # changes nothing: fit stops at its end.
-            stopped = tf.logical_or(bad, tf.not_equal(self._nonfinite_step, 0))
-            tf.cond(stopped, restore, update)
-        else:
-            self.optimizer.apply_gradients(zip(gradients, variables))
-        first = tf.logical_and(bad, tf.equal(self._nonfinite_step, 0))
-        step = tf.cast(self.collocation_step, tf.int64) + 1  # 1-based; 0 means none
-        self._nonfinite_step.assign(tf.where(first, step, self._nonfinite_step))
-        self._nonfinite_code.assign(tf.where(first, code, self._nonfinite_code))
-
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         z, t = self._normalise(x, y)
         t_pred, *losses = self._loss_terms(z, t, sample_weight, training=False)
         return self._update_metrics(x, y, z, t_pred, sample_weight, losses)
 
-    # ------------------------------------------------------------ data entry
-
-    def adapt(self, y: Any, sample_weight: Any = None) -> None:
-        """Sets the output standardisation from training targets.
-
-        Args:
-            y: targets of shape (n, m) (or (n,) for m = 1), or a
-                `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`
-                batches, read once in a streaming pass.
-            sample_weight: for array targets, optional non-negative row
-                weights (n,): the weighted mean and spread are used, so a
-                row of weight 2 counts as two rows and one of weight 0 as none.
-        """
-        if isinstance(y, tf.data.Dataset):
-            count, total, squares, shift = 0, 0.0, 0.0, None
-            for index, batch in enumerate(y):
-                _, target, _ = keras.utils.unpack_x_y_sample_weight(batch)
-                if target is None:
-                    raise ValueError("the dataset must yield (x, y) pairs to adapt to")
-                target = np.asarray(target, dtype=np.float64)
-                if target.ndim == 1 and self.output_dim == 1:
-                    target = target[:, None]
-                if target.ndim != 2 or target.shape[1] != self.output_dim:
-                    raise ValueError(
-                        f"the dataset's targets must have shape (batch, {self.output_dim}); "
-                        f"got {target.shape}"
-                    )
-                # Otherwise the sums turn NaN and the error blames overflow.
-                row = first_nonfinite_row(target)
-                if row is not None:
-                    raise ValueError(
-                        f"the dataset's targets contain NaN or inf: batch {index}, row {row} "
-                        f"of that batch (row {count + row} of the stream)"
-                    )
-                shift = target[0] if shift is None else shift
-                count += len(target)
-                total = total + (target - shift).sum(axis=0)
-                squares = squares + ((target - shift) ** 2).sum(axis=0)
-            if count == 0:
-                raise ValueError("cannot adapt to an empty dataset")
-            mean = shift + total / count
-            std = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
-        else:
-            targets = finite_array(y, "y")
-            targets = targets.reshape(len(targets), -1)
-            if targets.shape[1] != self.output_dim:
-                raise ValueError(
-                    f"y must have {self.output_dim} column(s); got shape {targets.shape}"
-                )
-            weights = None if sample_weight is None else finite_array(sample_weight,
-                                                                      "sample_weight")
-            if weights is not None and (weights.shape != (len(targets),) or (weights < 0).any()
-                                        or not weights.sum() > 0):
-                raise ValueError(f"sample_weight must be {len(targets)} non-negative values with "
-                                 f"a positive sum; got shape {weights.shape}")
-            mean = np.average(targets, axis=0, weights=weights)
-            std = np.sqrt(np.average((targets - mean) ** 2, axis=0, weights=weights))
-        if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)):
-            raise ValueError("y is too large to standardise (its mean or spread overflows)")
-        with np.errstate(over="ignore"):
-            fits = np.all(np.isfinite(np.append(mean, std).astype(np.float32)))
-        if not fits:
-            raise ValueError("y is too large for float32 (mean or spread above 3.4e38); rescale it")
-        flat = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
-        if flat.any():
-            warnings.warn(
-                f"target column(s) {np.flatnonzero(flat).tolist()} are constant; "
-                f"they are centred but not scaled",
-                stacklevel=2,
-            )
-            std = np.where(flat, 1.0, std)
-        self.output_mean.assign(mean.astype("float32"))
-        self.output_std.assign(std.astype("float32"))
-        self.output_adapted.assign(1.0)
-
-    @property
-    def adapted(self) -> bool:
-        """Whether the output standardisation has been set."""
-        return bool(keras.ops.convert_to_numpy(self.output_adapted) > 0)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 learns the batch shapes by averaging a distributed batch
-        # over replicas, which fails across workers (keras-team/keras#20585:
-        # "Attempt to convert a value (PerReplica...)"); any one replica's batch
-        # has the same shapes.
-        strategy = self._distribute_strategy
-        if iterator is not None and _multi_worker(strategy):
-            for _, _, batches in iterator:
-                data_batch = keras.tree.map_structure(
-                    lambda value: strategy.experimental_local_results(value)[0], next(batches)
-                )
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+    # -------------------------------------------------------- fit and predict
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, after checking the data and adapting the outputs.
@@ -1022,40 +529,14 @@ class GradINN(keras.Model):
         """
         bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
         arguments = bound.arguments
-        x, y = arguments.get("x"), arguments.get("y")
-        if x is None:
-            raise ValueError("fit needs training inputs x; got None")
-        if _is_array_like(x):
-            x, y = self._check_xy(x, y, "")
-            if y is None:
-                raise ValueError("fit needs targets y for array inputs")
-            arguments["x"], arguments["y"] = x, y
+        x, y = self._check_fit_data(arguments)
         if isinstance(x, tf.data.Dataset):
             # Keras would warn on every call that `shuffle` does not apply to datasets.
             arguments.setdefault("shuffle", False)
-        validation = arguments.get("validation_data")
-        if isinstance(validation, (tuple, list)):
-            if len(validation) not in (2, 3):
-                raise ValueError(
-                    f"validation_data must be (x, y) or (x, y, sample_weight); got a "
-                    f"{type(validation).__name__} of {len(validation)}"
-                )
-            if _is_array_like(validation[0]):
-                checked = self._check_xy(validation[0], validation[1], "validation_data ",
-                                         strict=False)
-                arguments["validation_data"] = (*checked, *validation[2:])
         if not self.adapted:
             self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
-        simple = arguments.get("class_weight") is None and arguments.get("steps_per_epoch") is None
-        if _is_array_like(x) and simple and isinstance(arguments.get("shuffle", True), bool):
-            self._repeat_arrays(arguments)
-        steps = arguments.get("steps_per_epoch")
-        if steps is None and isinstance(arguments["x"], tf.data.Dataset):
-            cardinality = int(arguments["x"].cardinality())
-            steps = cardinality if cardinality > 0 else None
-        self._set_steps_per_execution(steps)
-        arguments["callbacks"] = [*(arguments.get("callbacks") or []), _NonFiniteGuard()]
-        self._back_up()  # weights set since the last fit (set_weights, load) are the fallback
+        self._prepare_loop(arguments, arrays=is_array_like(x))
+        self._arm(arguments)
         self._tabulate_prior()
         self._collocation.host_error = None
         try:
@@ -1065,78 +546,9 @@ class GradINN(keras.Model):
                 raise self._collocation.host_error from None
             raise
 
-    @staticmethod
-    def _repeat_arrays(arguments: dict) -> None:
-        """Replaces in-memory training arrays by one repeated `tf.data` pipeline.
-
-        Keras builds a new iterator over arrays at every epoch, which costs
-        several milliseconds: for a few hundred rows over thousands of epochs
-        that is most of the training time. One pipeline repeated across
-        epochs, with `steps_per_epoch` set, yields the same batches (the same
-        size and order, a fresh shuffle per epoch when `shuffle=True`) and a
-        `validation_split` takes the same tail of the rows.
-        """
-        x, y, weights = arguments["x"], arguments["y"], arguments.get("sample_weight")
-        if weights is not None:
-            weights = np.asarray(weights)
-            if len(weights) != len(x):
-                raise ValueError(
-                    f"sample_weight must have one value per row ({len(x)}); got {len(weights)}"
-                )
-        split = float(arguments.get("validation_split") or 0.0)
-        batch = int(arguments.get("batch_size") or 32)
-        if split and arguments.get("validation_data") is None:
-            at = int(math.floor(len(x) * (1.0 - split)))
-            arguments["validation_data"] = (x[at:], y[at:]) + (
-                () if weights is None else (weights[at:],)
-            )
-            x, y, weights = x[:at], y[:at], None if weights is None else weights[:at]
-        if len(x) == 0:
-            raise ValueError("fit needs at least one training row; got none")
-        rows = tuple(tf.constant(v) for v in ((x, y) if weights is None else (x, y, weights)))
-        # Batches of row indices, gathered at once: much cheaper per batch
-        # than batching row by row.
-        indices = tf.data.Dataset.range(len(x))
-        if arguments.get("shuffle", True):
-            indices = indices.shuffle(len(x), reshuffle_each_iteration=True)
-        dataset = indices.batch(batch).map(lambda i: tuple(tf.gather(v, i) for v in rows))
-        arguments.update(
-            x=dataset.repeat(),
-            y=None,
-            sample_weight=None,
-            batch_size=None,
-            shuffle=False,
-            validation_split=0.0,
-            steps_per_epoch=math.ceil(len(x) / batch),
-            validation_batch_size=arguments.get("validation_batch_size") or batch,
-        )
-
-    def _adapt_before_fit(self, x, y, validation_split: float) -> None:
-        if int(keras.ops.convert_to_numpy(self.collocation_step)) > 0:
-            # Standardising a trained network would shift every prediction.
-            warnings.warn(
-                "this model was trained before its output standardisation was set; "
-                "fit leaves it unset (call adapt(y) to set it deliberately)",
-                stacklevel=3,
-            )
-        elif y is not None:
-            self.adapt(y[: int(math.floor(len(y) * (1.0 - validation_split)))])
-        elif isinstance(x, tf.data.Dataset):
-            if x.cardinality() == tf.data.INFINITE_CARDINALITY:
-                raise ValueError(
-                    "the dataset is infinite, so the output standardisation cannot be "
-                    "computed from it; call model.adapt(y) before fit"
-                )
-            self.adapt(x)
-        else:
-            raise ValueError(
-                f"fit cannot compute the output standardisation from a "
-                f"{type(x).__name__}; call model.adapt(y) with the training targets first"
-            )
-
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn)."""
-        if _is_array_like(x):
+        if is_array_like(x):
             if y is None:
                 raise ValueError("evaluate needs targets y for array inputs")
             x, y = self._check_xy(x, y, "", strict=False)
@@ -1146,7 +558,7 @@ class GradINN(keras.Model):
         """`keras.Model.predict` in user units; warns about out-of-bounds rows."""
         if x is None:
             raise ValueError("predict needs inputs x; got None")
-        if _is_array_like(x):
+        if is_array_like(x):
             x = self._check_points(x, "x", strict=False)
         return super().predict(x, *args, **kwargs)
 
@@ -1241,19 +653,12 @@ class GradINN(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        if self._collocation.mode == "host" and not getattr(self, "_warned_unsaved", False):
-            self._warned_unsaved = True
-            warnings.warn(
-                "the collocation sampler or contains predicate is a Python callable "
-                "and is not saved; call set_sampler(...) after loading to train further",
-                stacklevel=2,
-            )
         config.update(
             network=keras.saving.serialize_keras_object(self.network),
             prior=keras.saving.serialize_keras_object(self.prior),
             bounds=self.bounds.tolist(),
             n_collocation=self.n_collocation,
-            sampler=self._collocation.saveable,
+            sampler=self._saveable_sampler(),
             gradient_weight=self.gradient_weight,
             jacobian=self.jacobian,
             prior_trainable=self.prior_trainable,

@@ -5,18 +5,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_gradinn.validation import positive_int
+
 __all__ = ["dense_stack", "layer_seeds", "mlp", "positive_int"]
-
-
-def positive_int(value, label: str) -> int:
-    """Returns `value` as an `int`, or raises if it is not a whole number >= 1."""
-    try:
-        whole = int(value)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"{label} must be a positive integer; got {value!r}") from error
-    if whole != value or whole < 1:
-        raise ValueError(f"{label} must be a positive integer; got {value!r}")
-    return whole
 
 
 def layer_seeds(seed: int | None, count: int) -> list[int | None]:

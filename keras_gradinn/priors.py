@@ -21,9 +21,9 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from keras_gradinn.networks import dense_stack, layer_seeds, positive_int
+from keras_gradinn.networks import dense_stack, layer_seeds
 from keras_gradinn.sampling import unit_points
-from keras_gradinn.validation import non_negative
+from keras_gradinn.validation import non_negative, positive_int
 
 __all__ = [
     "ConstantField",

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gradinn.jacobian import ACTIVATIONS
-from keras_gradinn.networks import layer_seeds, positive_int
+from keras_gradinn.networks import layer_seeds
+from keras_gradinn.validation import positive_int
 
 __all__ = ["StackedMLP", "member_seeds"]
 

@@ -1,4 +1,8 @@
-"""Checks of user data shared by the model and the collocation samplers."""
+"""The package's checks of user arguments and data: one function per kind of value.
+
+Each returns the value in the form the caller computes with, or raises a
+`ValueError` that names the argument, what was expected and what it got.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BOUNDS_SLACK", "finite_array", "first_nonfinite_row", "non_negative", "outside"]
+__all__ = [
+    "BOUNDS_SLACK",
+    "check_rows",
+    "finite_array",
+    "first_nonfinite_row",
+    "integer_in",
+    "non_negative",
+    "outside",
+    "positive_int",
+]
 
 #: Relative slack when checking that points lie inside the bounds, so values
 #: written to a CSV and read back at the boundary are not rejected.
@@ -17,11 +30,93 @@ BOUNDS_SLACK = 1e-6
 
 def non_negative(value: Any, label: str) -> float:
     """`value` as a float, or a ValueError naming `label` unless it is a finite real >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
         math.isfinite(value) and value >= 0
     ):
         raise ValueError(f"{label} must be finite and >= 0; got {value!r}")
     return float(value)
+
+
+def integer_in(value: Any, label: str, low: int, high: int | None = None) -> int:
+    """`value` as an int with `low <= value` (and `value <= high`), or a ValueError naming `label`.
+
+    Only integers count, Python's or NumPy's: `True` and `2.0` are refused,
+    since a flag or a float given as a seed or a version is a mistake.
+
+    Example:
+        >>> integer_in(7, "seed", 0, 2**31 - 1)
+        7
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+        low <= value and (high is None or value <= high)
+    ):
+        raise ValueError(f"{label} must be {_integers(low, high)}; got {value!r}")
+    return int(value)
+
+
+def _integers(low: int, high: int | None) -> str:
+    """How `integer_in` names the integers from `low` to `high` in its errors."""
+    if high is None:
+        return {0: "a non-negative integer", 1: "a positive integer"}.get(
+            low, f"an integer >= {low}"
+        )
+    if high >= 2**16 and (high + 1) & high == 0:
+        # Seeds end below a power of two, which reads better as such.
+        return f"an integer in [{low}, 2**{(high + 1).bit_length() - 1})"
+    return f"an integer from {low} to {high}"
+
+
+def positive_int(value: Any, label: str) -> int:
+    """`value` as an `int`, or a ValueError unless it is a whole number >= 1.
+
+    Sizes (units, widths, batch sizes) accept any whole number, `64.0` too,
+    as read from a JSON or TOML file.
+    """
+    try:
+        whole = int(value)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"{label} must be a positive integer; got {value!r}") from error
+    if whole != value or whole < 1:
+        raise ValueError(f"{label} must be a positive integer; got {value!r}")
+    return whole
+
+
+def check_rows(value: Any, label: str, width: int, *, rows: int | str = "n",
+               purpose: str = "") -> Any:
+    """`value`, a NumPy array or a tensor, as rows of `width` values, or a named ValueError.
+
+    A vector is read as one column when `width` is 1. A tensor whose width
+    is not known until it runs passes. With an integer `rows`, the number
+    of rows must be that too.
+
+    Args:
+        value: a NumPy array or a `tf.Tensor`.
+        label: the argument's name in the error.
+        width: the number of columns expected.
+        rows: the number of rows expected, or how the error names it.
+        purpose: why that shape, appended to the expected shape in the error.
+
+    Returns:
+        `value`, with a vector turned into a column.
+    """
+    shape = _dims(value)
+    if shape is not None and len(shape) == 1 and width == 1:
+        value = value[:, None]
+        shape = (*shape, 1)
+    if shape is None or len(shape) != 2 or shape[1] not in (None, width) or (
+        isinstance(rows, int) and shape[0] != rows
+    ):
+        why = f" {purpose}" if purpose else ""
+        got = "<unknown>" if shape is None else str(shape)
+        raise ValueError(f"{label} must have shape ({rows}, {width}){why}; got shape {got}")
+    return value
+
+
+def _dims(value: Any) -> tuple | None:
+    """The shape of an array or tensor as a tuple (None for an unknown width), or None."""
+    if getattr(value.shape, "rank", 0) is None:  # a tensor of unknown rank
+        return None
+    return tuple(value.shape)
 
 
 def first_nonfinite_row(rows: np.ndarray) -> int | None:

@@ -84,13 +84,13 @@ MUTATIONS: tuple[Mutation, ...] = (
          "test_the_collocation_hash_draws_independent_uniform_numbers_the_same_under_xla",)),
     Mutation(
         "guard-keeps-bad-weights", "a diverging run keeps the last finite weights",
-        "keras_gradinn/model.py",
+        "keras_gradinn/guard.py",
         "                v.assign(b)\n",
         "                pass\n",
         ("tests/test_model.py::test_a_diverging_run_stops_naming_the_step_and_term_and_keeps_finite_weights",)),
     Mutation(
         "guard-ignores-update", "a finite loss with a non-finite update is stopped, naming it",
-        "keras_gradinn/model.py",
+        "keras_gradinn/guard.py",
         "tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])",
         "tf.constant(True)",
         ("tests/test_model.py::test_a_finite_loss_with_a_non_finite_gradient_stops_naming_the_weight_update",)),
@@ -264,7 +264,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_model.py::test_construction_errors_name_the_problem",)),
     Mutation(
         "outside-bounds-silent", "prediction outside the bounds warns",
-        "keras_gradinn/model.py",
+        "keras_gradinn/domain.py",
         '            warnings.warn(f"{message}; the model extrapolates there", stacklevel=3)\n',
         "            pass\n",
         ("tests/test_model.py::test_predict_warns_about_points_outside_the_bounds",)),
