@@ -5,8 +5,9 @@ terms, `train_step`/`test_step`, predictions and Jacobians, and the
 configuration. `GradINN` inherits the rest, as `keras.Model` inherits its
 trainer: `Standardise` (the normalisation around the network), `Domain`
 (the bounds, the checks of data against them, the collocation draws),
-`StepGuard` (the non-finite guard), `Loop` (speed-ups of Keras' training
-loop) and `MultiWorkerBuild` (a workaround in Keras' private API).
+`Members` (k networks stacked and trained in one step), `StepGuard` (the
+non-finite guard), `Loop` (speed-ups of Keras' training loop) and
+`MultiWorkerBuild` (a workaround in Keras' private API).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from keras_gradinn.jacobian import (
     value_and_jacobian,
 )
 from keras_gradinn.loop import Loop
+from keras_gradinn.members import Members
 from keras_gradinn.standardise import Standardise
 from keras_gradinn.validation import integer_in, non_negative, positive_int
 
@@ -137,7 +139,7 @@ def _check_labels(names: Sequence[str] | None, size: int, stem: str, label: str)
 
 
 @keras.saving.register_keras_serializable(package="keras_gradinn")
-class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBuild,
+class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.MultiWorkerBuild,
               keras.Model):
     """A Gradient-Informed Neural Network.
 
@@ -163,16 +165,8 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
     `predict`, `predict_gradient` and the compiled metrics use the user's
     units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
 
-    A stacked `network` (one mapping (n, d) to (n, k, m), such as
-    `keras_gradinn.mlp(..., members=k)` builds) holds k members trained
-    together in one step: each member's data term and gradient term are its
-    own, and the step's loss is their sum, so every member gets the gradient
-    it would get alone. The prior is then shared (fields of shape (n, m*d))
-    or has one field per member ((n, k, m*d)); a `sample_weight` of shape
-    (n, k) weights the rows for each member separately (e.g. 0 for rows held
-    out of its cross-validation fold). `call` and `predict` give the
-    members' mean, `predict_members` each member; the reported losses are
-    means over the members.
+    A stacked `network` holds k members trained together in one step; see
+    `keras_gradinn.members`.
 
     `fit`/`evaluate` report `loss`, `data_loss` (the compiled loss, "mse"
     by default, on standardised targets, honouring `sample_weight`, plus any
@@ -444,24 +438,6 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
             loss = data_loss
         return t_pred, data_loss, gradient_loss, loss
 
-    def _stacked_data_loss(self, z, t, t_pred, sample_weight, training):
-        """The compiled loss of a stacked network, averaged over its members.
-
-        Targets are repeated for each member, so the compiled loss sees
-        (n, k, m) arrays and its mean runs over rows and members; the weights
-        are scaled by k so that its value is the *sum* of the members' own
-        losses (plus any weight penalties, once), which is divided by k.
-        """
-        members = self.members
-        targets = tf.repeat(t[:, None, :], members, axis=1)
-        weights = tf.ones(tf.shape(t_pred)[:2], t_pred.dtype) if sample_weight is None \
-            else tf.cast(sample_weight, t_pred.dtype)
-        if weights.shape.rank == 1:
-            weights = tf.repeat(weights[:, None], members, axis=1)
-        total = self.compute_loss(x=z, y=targets, y_pred=t_pred,
-                                  sample_weight=weights * members, training=training)
-        return total / members
-
     def _update_metrics(self, x, y, z, t_pred, sample_weight, losses):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch = tf.shape(z)[0]
@@ -588,23 +564,6 @@ class GradINN(Standardise, Domain, StepGuard, Loop, keras_private.MultiWorkerBui
         function = self._member_jacobian_function if members else self._jacobian_function
         parts = [function(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
         return np.concatenate(parts, axis=0)
-
-    def _member_jacobians(self, x: tf.Tensor) -> tf.Tensor:
-        """Each member's Jacobian (n, k, m, d) in user units."""
-        offset, scale, _, std = self._scales(x.dtype)
-        jacobian = self._jacobian((x - offset) / scale, training=False)
-        return tf.transpose(jacobian, [1, 0, 2, 3]) * (std[:, None] / scale[None, :])
-
-    def predict_members(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
-        """Each member's prediction in user units, shape (n, k, m) (k = 1 unless stacked)."""
-        batch_size = positive_int(batch_size, "batch_size")
-        x = self._check_points(x, "x", strict=False).astype(self.compute_dtype)
-        offset, scale, mean, std = (v.numpy() for v in self._scales(self.compute_dtype))
-        parts = []
-        for i in range(0, len(x), batch_size):
-            outputs = self.network((x[i : i + batch_size] - offset) / scale, training=False)
-            parts.append(np.asarray(outputs).reshape(-1, self.members, self.output_dim))
-        return mean + std * np.concatenate(parts, axis=0)
 
     def input_relevance(self, x: Any, *, batch_size: int = 1024) -> np.ndarray:
         """How much each input moves the prediction over the points `x`.
