@@ -10,14 +10,12 @@ leaves nothing behind; one that is interrupted leaves its checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import pathlib
 import shutil
 import sys
-import tempfile
 import time
 import tomllib
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from keras_gradinn import data as data_lib
+from keras_gradinn import files
 from keras_gradinn import training
 from keras_gradinn.validation import outside as outside_bounds
 
@@ -170,22 +169,6 @@ def _prepare_run_dir(out: pathlib.Path, overwrite: bool) -> None:
         raise CommandError(f"{out}: cannot create it under {existing}")
 
 
-def _commit_dir(staging: pathlib.Path, out: pathlib.Path) -> None:
-    """Moves `staging` to `out`, replacing an old `out` only once the new one is complete."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    try:
-        staging.rename(out)
-    except OSError:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     n_validation = int(round(n * fraction))
@@ -283,23 +266,21 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
         batch_size=config["batch_size"], n_collocation=config["n_collocation"], cv=config["cv"],
         cv_steps=config["cv_steps"], n_members=config["n_members"], random_state=config["seed"],
         verbose=0 if quiet else 1)
-    created = [p for p in (checkpoint_dir, *checkpoint_dir.parents) if not p.exists()]
+    if not resume:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    undo_folders = files.make_folders(checkpoint_dir)
 
     def discard() -> None:
         # A run that failed (rather than being interrupted) cannot be resumed
         # into anything better: leave nothing behind.
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        for directory in created[1:]:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+        undo_folders()
 
     if not resume:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        checkpoint_dir.mkdir(parents=True)
         (checkpoint_dir / "config.json").write_text(json.dumps(config))
     else:
         # A killed run may have left its staged run directory behind.
-        for stale in out.parent.glob(f".{out.name}.partial-*"):
+        for stale in out.parent.glob(f".{out.name}{files.STAGING_MARK}*"):
             shutil.rmtree(stale, ignore_errors=True)
     start = time.perf_counter()
     try:
@@ -337,32 +318,23 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
 
     from keras_gradinn import plots
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        resolved = dict(config, data=str(pathlib.Path(config["data"]).resolve()))
-        for key in ("validation", "bounds"):
-            if resolved[key] not in (None, "auto"):
-                resolved[key] = str(pathlib.Path(resolved[key]).resolve())
-        model.save(staging / "model.keras")
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (staging / "config.toml").write_text(_toml(resolved))
-        plots.parity(staging / "parity.png", names, (y_train, predicted), held)
-        plots.loss_curves(staging / "loss.png", estimator.history_,
-                          steps_per_epoch=training.epoch_steps(config["steps"]))
-        plots.slices(staging / "slices.png", model, np.median(x_train, axis=0), x_train)
-        # mkdtemp makes the directory private; give it the mode a plain mkdir would.
-        from keras_gradinn.checkpoints import plain_mode
-
-        os.chmod(staging, plain_mode(out, directory=True))
-        _commit_dir(staging, out)
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        with files.staged(out, directory=True) as staging:
+            resolved = dict(config, data=str(pathlib.Path(config["data"]).resolve()))
+            for key in ("validation", "bounds"):
+                if resolved[key] not in (None, "auto"):
+                    resolved[key] = str(pathlib.Path(resolved[key]).resolve())
+            model.save(staging / "model.keras")
+            (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            (staging / "config.toml").write_text(_toml(resolved))
+            plots.parity(staging / "parity.png", names, (y_train, predicted), held)
+            plots.loss_curves(staging / "loss.png", estimator.history_,
+                              steps_per_epoch=training.epoch_steps(config["steps"]))
+            plots.slices(staging / "slices.png", model, np.median(x_train, axis=0), x_train)
     except Exception:
-        shutil.rmtree(staging, ignore_errors=True)  # first, so that discard() can remove parents
-        discard()
+        discard()  # the staging is gone already, so the folders it was in can go too
         raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics
 
 
@@ -394,10 +366,7 @@ def _write_csv_atomically(path: pathlib.Path, header: list[str], rows: np.ndarra
         raise CommandError(f"{path.parent}: no such directory")
     if path.is_dir():
         raise CommandError(f"{path}: is a directory; give a file name for --out")
-    from keras_gradinn.checkpoints import atomic_file
-
-    # atomic_file also gives the file the mode a plain open() would, not mkstemp's 0o600.
-    with atomic_file(path, newline="") as stream:
+    with files.atomic_file(path, newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(header)
         writer.writerows([[repr(float(v)) for v in row] for row in rows])

@@ -329,7 +329,7 @@ def table(records: Sequence[dict[str, Any]]) -> str:
 
 def _write_lines(path: str, lines: Sequence[str]) -> None:
     """Writes `lines` to `path` through a temporary file and a rename."""
-    from keras_gradinn.checkpoints import write_atomically
+    from keras_gradinn.files import write_atomically
 
     write_atomically(pathlib.Path(path), "\n".join(lines) + "\n")
 

@@ -123,34 +123,32 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "csv-in-place", "prediction CSVs are written atomically",
         "keras_gradinn/commands.py",
-        'with atomic_file(path, newline="") as stream:',
+        'with files.atomic_file(path, newline="") as stream:',
         'with open(path, "w", newline="") as stream:',
         ("tests/test_atomic_writes.py::test_a_predict_that_fails_while_writing_leaves_the_old_csv_byte_identical",)),
     Mutation(
         "private-files", "written files get the mode a plain open() gives",
-        "keras_gradinn/checkpoints.py",
-        "        os.chmod(staging, plain_mode(path))\n",
+        "keras_gradinn/files.py",
+        "        os.chmod(staging, plain_mode(target, directory=directory))\n",
         "",
         ("tests/test_atomic_writes.py::test_a_prediction_csv_gets_the_mode_open_gives",)),
     Mutation(
         "private-run-dir", "run directories get the mode a plain mkdir gives",
-        "keras_gradinn/commands.py",
-        "        os.chmod(staging, plain_mode(out, directory=True))\n",
+        "keras_gradinn/files.py",
+        "        os.chmod(staging, plain_mode(target, directory=directory))\n",
         "",
         ("tests/test_atomic_writes.py::test_a_run_directory_gets_the_mode_mkdir_gives",)),
     Mutation(
         "run-dir-old-removed-first", "a replaced run directory survives a failed replacement",
-        "keras_gradinn/commands.py",
-        "        out.rename(old)\n",
-        "        shutil.rmtree(out)\n        old = None\n",
+        "keras_gradinn/files.py",
+        "        target.rename(old)\n",
+        "        shutil.rmtree(target)\n        old = None\n",
         ("tests/test_atomic_writes.py::test_a_fit_that_fails_while_replacing_a_run_leaves_the_old_run_byte_identical",)),
     Mutation(
         "failed-run-keeps-checkpoints", "a fit that fails leaves nothing behind",
         "keras_gradinn/commands.py",
-        "        shutil.rmtree(staging, ignore_errors=True)  # first, so that discard() can "
-        "remove parents\n        discard()\n",
-        "        shutil.rmtree(staging, ignore_errors=True)  # first, so that discard() can "
-        "remove parents\n",
+        "        discard()  # the staging is gone already, so the folders it was in can go too\n",
+        "        pass\n",
         ("tests/test_atomic_writes.py::test_a_fit_that_fails_while_publishing_a_new_run_directory_leaves_nothing",)),
     Mutation(
         "checkpoint-debris-counts", "an interrupted checkpoint write is never resumed from",
@@ -160,9 +158,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_atomic_writes.py::test_a_checkpoint_killed_midway_leaves_debris_that_latest_ignores",)),
     Mutation(
         "checkpoint-left-partial", "a checkpoint write that fails keeps the previous one, no debris",
-        "keras_gradinn/checkpoints.py",
-        "            shutil.rmtree(staging, ignore_errors=True)\n",
-        "            pass\n",
+        "keras_gradinn/files.py",
+        "        _discard(staging)\n",
+        "        pass\n",
         ("tests/test_atomic_writes.py::test_a_checkpoint_that_fails_midway_leaves_the_previous_one_loadable_and_no_debris",)),
     Mutation(
         "prior-scale-off", "the smooth prior's initial_scale sets its magnitude",
@@ -216,27 +214,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(
         "run-dir-copied", "a killed fit leaves no half-written run directory",
-        "keras_gradinn/commands.py",
-        "        _commit_dir(staging, out)\n",
-        "        shutil.copytree(staging, out)\n",
+        "keras_gradinn/files.py",
+        "        staging.rename(target)\n",
+        "        shutil.copytree(staging, target)\n",
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(
         "stale-run-staging-kept", "a resumed fit removes the staging its killed run left",
         "keras_gradinn/commands.py",
-        '        for stale in out.parent.glob(f".{out.name}.partial-*"):\n',
+        '        for stale in out.parent.glob(f".{out.name}{files.STAGING_MARK}*"):\n',
         '        for stale in []:\n',
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(
         "stale-checkpoint-staging-kept", "a resumed fit removes a killed checkpoint write",
         "keras_gradinn/checkpoints.py",
-        '        for stale in self.directory.glob(".partial-*"):\n',
+        '        for stale in self.directory.glob(f".epoch-*{files.STAGING_MARK}*"):\n',
         '        for stale in []:\n',
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(
         "onnx-copied-first", "a killed export leaves no half-written ONNX file",
-        "keras_gradinn/export.py",
-        "        os.replace(staging, target)\n",
-        "        shutil.copyfile(staging, target)\n        os.replace(staging, target)\n",
+        "keras_gradinn/files.py",
+        "            os.replace(staging, target)\n",
+        "            shutil.copyfile(staging, target)\n            os.replace(staging, target)\n",
         ("tests/test_cli.py::test_an_export_killed_before_its_rename_leaves_no_file_and_runs_again",)),
     Mutation(
         "cli-unsafe-load", "info and predict refuse a model with smuggled code",
