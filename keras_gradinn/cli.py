@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
         "overhead. Prints one JSON record per measurement, then a table.",
         epilog="example:\n  keras-gradinn perf --out perf.jsonl",
     )
-    from keras_gradinn import perf as perf_module
+    from keras_gradinn.bench import perf as perf_module
 
     perf_module.add_arguments(perf)
 
@@ -207,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
 
         demo.run(n=args.n, steps=args.steps, seed=args.seed, noise=args.noise, out=args.out)
     elif args.command == "perf":
-        from keras_gradinn import perf
+        from keras_gradinn.bench import perf
 
         return perf.command(args)
     elif args.command == "bench":
