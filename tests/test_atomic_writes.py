@@ -215,7 +215,7 @@ def test_every_artifact_gets_the_mode_a_plain_open_or_mkdir_gives(tmp_path, fini
     exported = tmp_path / "model.onnx"
     assert main(["export", str(model), "--onnx", str(exported)]) == 0
     from keras_gradinn import export
-    from keras_gradinn.commands import load_model
+    from keras_gradinn.cli.common import load_model
 
     version = export.to_saved_model(load_model(model), tmp_path / "serving", verify=False)
     assert mode(tmp_path / "predictions.csv") == mode(exported) == mode(tmp_path / "plain.txt")

@@ -317,3 +317,18 @@ def test_the_scale_benchmarks_function_is_friedmans_plus_fading_sines():
     with pytest.raises(ValueError, match=r"shape \(n, d >= 5\); got \(3, 4\)"):
         scale.synthetic(np.zeros((3, 4)))
 
+
+
+def test_bench_scale_and_tune_are_subcommands_that_no_problem_shadows(capsys):
+    from keras_gradinn.cli import bench as bench_command
+
+    assert set(bench_command.TOOLS) == {"scale", "tune"}
+    assert not set(bench_command.TOOLS) & set(problems.names())
+    for tool in bench_command.TOOLS:
+        with pytest.raises(SystemExit) as done:
+            main(["bench", tool, "--help"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: keras-gradinn bench {tool} ")
+    with pytest.raises(SystemExit):
+        main(["bench", "tune", "nosuch", "--n", "50"])
+    assert "no tuning grid for problem 'nosuch'" in capsys.readouterr().err

@@ -122,7 +122,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_model.py::test_xla_training_matches_the_graph_path",)),
     Mutation(
         "csv-in-place", "prediction CSVs are written atomically",
-        "keras_gradinn/commands.py",
+        "keras_gradinn/cli/predict.py",
         'with files.atomic_file(path, newline="") as stream:',
         'with open(path, "w", newline="") as stream:',
         ("tests/test_atomic_writes.py::test_a_predict_that_fails_while_writing_leaves_the_old_csv_byte_identical",)),
@@ -146,7 +146,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_atomic_writes.py::test_a_fit_that_fails_while_replacing_a_run_leaves_the_old_run_byte_identical",)),
     Mutation(
         "failed-run-keeps-checkpoints", "a fit that fails leaves nothing behind",
-        "keras_gradinn/commands.py",
+        "keras_gradinn/cli/fit.py",
         "        discard()  # the staging is gone already, so the folders it was in can go too\n",
         "        pass\n",
         ("tests/test_atomic_writes.py::test_a_fit_that_fails_while_publishing_a_new_run_directory_leaves_nothing",)),
@@ -208,9 +208,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(
         "resume-other-options", "--resume with different options is refused",
-        "keras_gradinn/commands.py",
-        "        if json.loads(saved.read_text()) != config:\n",
-        "        if False:\n",
+        "keras_gradinn/cli/fit.py",
+        "    if json.loads(saved.read_text()) != config:\n",
+        "    if False:\n",
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(
         "run-dir-copied", "a killed fit leaves no half-written run directory",
@@ -220,7 +220,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(
         "stale-run-staging-kept", "a resumed fit removes the staging its killed run left",
-        "keras_gradinn/commands.py",
+        "keras_gradinn/cli/fit.py",
         '        for stale in out.parent.glob(f".{out.name}{files.STAGING_MARK}*"):\n',
         '        for stale in []:\n',
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
@@ -238,13 +238,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_cli.py::test_an_export_killed_before_its_rename_leaves_no_file_and_runs_again",)),
     Mutation(
         "cli-unsafe-load", "info and predict refuse a model with smuggled code",
-        "keras_gradinn/commands.py",
+        "keras_gradinn/cli/common.py",
         "safe_mode=True, compile=False",
         "safe_mode=False, compile=False",
         ("tests/test_cli.py::test_commands_refuse_smuggled_code_and_pickles_without_running_them",)),
     Mutation(
         "npz-pickle", "NPZ data needing pickle is refused",
-        "keras_gradinn/data.py",
+        "keras_gradinn/tables.py",
         "with np.load(path, allow_pickle=False) as archive",
         "with np.load(path, allow_pickle=True) as archive",
         ("tests/test_cli.py::test_commands_refuse_smuggled_code_and_pickles_without_running_them",)),
@@ -268,13 +268,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_model.py::test_predict_warns_about_points_outside_the_bounds",)),
     Mutation(
         "cli-traceback", "command-line errors are one line, not a traceback",
-        "keras_gradinn/cli.py",
+        "keras_gradinn/cli/__init__.py",
         '        message = str(error).strip().splitlines()[0] if str(error).strip() else ""\n',
         "        raise\n",
         ("tests/test_cli.py::test_fit_rejects_bad_data_in_one_line_and_writes_nothing",)),
     Mutation(
         "config-rounds-floats", "rerunning fit with its config.toml reproduces metrics.json",
-        "keras_gradinn/commands.py",
+        "keras_gradinn/cli/fit.py",
         "text = repr(value)",
         "text = repr(round(value, 2))",
         ("tests/test_cli.py::test_fit_predict_info_export_end_to_end",)),

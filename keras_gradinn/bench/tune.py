@@ -75,8 +75,8 @@ def _changes(entry: dict[str, Any]) -> dict[str, Any]:
     if "prior_options" in changes:
         changes["prior_options"] = tuple(sorted(changes["prior_options"].items()))
     if "alternatives" in changes:
-        changes["alternatives"] = tuple(
-            tuple(sorted(_changes(alternative).items())) for alternative in changes["alternatives"])
+        changes["alternatives"] = tuple(tuple(sorted(_changes(alternative).items()))
+                                        for alternative in changes["alternatives"])
     return changes
 
 
