@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gradinn import sampling
+from keras_gradinn import files, sampling
 from keras_gradinn.jacobian import dense_layers
 from keras_gradinn.model import GradINN
 from keras_gradinn.validation import non_negative
@@ -177,42 +176,36 @@ def to_saved_model(
         isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1
     ):
         raise ValueError(f"version must be a positive integer; got {version!r}")
-    created = [p for p in (base, *base.parents) if not p.exists()]
-    base.mkdir(parents=True, exist_ok=True)
+    undo_folders = files.make_folders(base)
     target = base / str(int(version if version is not None else _next_version(base)))
     if target.exists():
         raise FileExistsError(f"{str(target)!r} exists; SavedModel versions are never overwritten")
 
     spec = _input_spec(model)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=base))
     try:
-        artifact = staging / "model"
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            "serving_default", lambda x: {"y": model(x, training=False)}, input_signature=[spec]
-        )
-        if with_gradient:
+        with files.staged(target, directory=True) as artifact:
+            archive = keras.export.ExportArchive()
+            archive.track(model)
             archive.add_endpoint(
-                "predict_with_gradient",
-                lambda x: dict(zip(("y", "dy_dx"), model.value_and_jacobian(x))),
+                "serving_default", lambda x: {"y": model(x, training=False)},
                 input_signature=[spec],
             )
-        archive.write_out(str(artifact), verbose=False)
-        extra = artifact / "assets.extra"
-        extra.mkdir()
-        record = metadata(model, with_gradient=with_gradient)
-        (extra / f"{_METADATA_KEY}.json").write_text(json.dumps(record, indent=2))
-        if verify:
-            _verify(model, artifact, atol=atol, rtol=rtol)
-        artifact.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.exists():
-            # Leave no directories behind that this call created.
-            for directory in created:
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
+            if with_gradient:
+                archive.add_endpoint(
+                    "predict_with_gradient",
+                    lambda x: dict(zip(("y", "dy_dx"), model.value_and_jacobian(x))),
+                    input_signature=[spec],
+                )
+            archive.write_out(str(artifact), verbose=False)
+            extra = artifact / "assets.extra"
+            extra.mkdir()
+            record = metadata(model, with_gradient=with_gradient)
+            (extra / f"{_METADATA_KEY}.json").write_text(json.dumps(record, indent=2))
+            if verify:
+                _verify(model, artifact, atol=atol, rtol=rtol)
+    except BaseException:
+        undo_folders()  # leave no folders behind that this call created
+        raise
     return target
 
 
@@ -337,20 +330,10 @@ def to_onnx(
     proto.producer_name = "keras_gradinn"
     onnx.checker.check_model(proto, full_check=True)
 
-    handle, staging = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
-    os.close(handle)
-    try:
+    with files.staged(target) as staging:
         onnx.save_model(proto, staging)
-        # mkstemp makes the file private; give it the mode a plain open() would.
-        from keras_gradinn.checkpoints import plain_mode
-
-        os.chmod(staging, plain_mode(target))
         if verify:
             _verify(model, staging, atol=atol, rtol=rtol)
-        os.replace(staging, target)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
     return target
 
 

@@ -9,10 +9,15 @@ import numpy as np
 
 from keras_gradinn.sampling import centre_and_half_width
 
-__all__ = ["comparison", "loss_curves", "parity", "slices"]
+__all__ = ["comparison", "loss_curves", "new_figure", "parity", "slices"]
 
 
-def _figure(rows: int, columns: int, size: tuple[float, float]):
+def new_figure(rows: int, columns: int, size: tuple[float, float]):
+    """A matplotlib figure of `rows` x `columns` axes of `size` inches, and its axes (2-D).
+
+    Drawn off-screen (Agg) through the object API, so no pyplot state is
+    shared between plots; save it with `figure.savefig(path)`.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -39,7 +44,7 @@ def parity(
         validation: the same for validation points, drawn in another colour.
     """
     m = len(names)
-    figure, axes = _figure(1, m, (4.2 * m, 4.2))
+    figure, axes = new_figure(1, m, (4.2 * m, 4.2))
     for i, (axis, name) in enumerate(zip(axes[0], names)):
         sets = [("training", train, "tab:blue", "o")]
         if validation is not None:
@@ -65,7 +70,7 @@ def loss_curves(path: str | pathlib.Path, history: dict[str, list[float]], *,
 
     With `steps_per_epoch`, the horizontal axis counts training steps.
     """
-    figure, axes = _figure(1, 2, (10, 4))
+    figure, axes = new_figure(1, 2, (10, 4))
     for axis, term, title in zip(axes[0], ("data_loss", "gradient_loss"),
                                  ("Data term (standardised MSE)", "Gradient term")):
         for prefix, style in (("", "-"), ("val_", "--")):
@@ -104,7 +109,7 @@ def slices(
     bounds = model.bounds
     std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
     middle, half_width = centre_and_half_width(bounds)
-    figure, axes = _figure(d, 2, (10, 2.6 * d))
+    figure, axes = new_figure(d, 2, (10, 2.6 * d))
     for j in range(d):
         grid = np.tile(centre, (points, 1))
         grid[:, j] = np.linspace(bounds[j, 0], bounds[j, 1], points)
@@ -137,7 +142,7 @@ def slices(
 def comparison(path: str | pathlib.Path, truth: np.ndarray,
                predictions: dict[str, np.ndarray]) -> None:
     """Test predictions of several models against the truth, one panel each, RMSE in the title."""
-    figure, axes = _figure(1, len(predictions), (4.2 * len(predictions), 4.2))
+    figure, axes = new_figure(1, len(predictions), (4.2 * len(predictions), 4.2))
     low, high = truth.min(), truth.max()
     for axis, (name, predicted) in zip(axes[0], predictions.items()):
         rmse = float(np.sqrt(np.mean((predicted - truth) ** 2)))

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gradinn import checkpoints
+from keras_gradinn import checkpoints, files
 from keras_gradinn.cli import main
 
 FIT = ["--inputs", "a,b", "--targets", "u", "--prior", "none", "--steps", "2", "--width", "4",
@@ -192,9 +192,35 @@ def test_write_atomically_keeps_the_old_file_when_the_rename_fails(tmp_path, mon
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space left"):
-        checkpoints.write_atomically(path, "[1, 2]")
+        files.write_atomically(path, "[1, 2]")
     assert path.read_text() == "[1]"
     assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+
+
+# ------------------------------------------------------------ every artifact
+
+
+def mode(path: pathlib.Path) -> str:
+    return oct(path.stat().st_mode & 0o777)
+
+
+def test_every_artifact_gets_the_mode_a_plain_open_or_mkdir_gives(tmp_path, finished_run, umask):
+    # Staged files and folders start private (mkstemp 0o600, mkdtemp 0o700):
+    # each artifact must end with the bits the umask gives a plain open/mkdir.
+    with open(tmp_path / "plain.txt", "w"):
+        pass
+    (tmp_path / "plain").mkdir()
+    assert predict(finished_run, tmp_path / "predictions.csv") == 0
+    model = finished_run / "run" / "model.keras"
+    exported = tmp_path / "model.onnx"
+    assert main(["export", str(model), "--onnx", str(exported)]) == 0
+    from keras_gradinn import export
+    from keras_gradinn.cli.common import load_model
+
+    version = export.to_saved_model(load_model(model), tmp_path / "serving", verify=False)
+    assert mode(tmp_path / "predictions.csv") == mode(exported) == mode(tmp_path / "plain.txt")
+    assert mode(finished_run / "run") == mode(version) == mode(tmp_path / "plain")
+    assert mode(tmp_path / "plain") == oct(0o777 & ~UMASK)  # the umask set, not the default
 
 
 # ------------------------------------------------------- training checkpoints
@@ -278,10 +304,11 @@ def test_a_checkpoint_killed_midway_leaves_debris_that_latest_ignores(tmp_path, 
     fail_checkpoint(monkeypatch, "the last file", epoch=2)
     rmtree = shutil.rmtree
     monkeypatch.setattr(shutil, "rmtree", lambda path, *args, **kwargs: (
-        None if pathlib.Path(path).name.startswith(".partial-") else rmtree(path, *args, **kwargs)))
+        None if pathlib.Path(path).name.startswith(".epoch-000002.partial-")
+        else rmtree(path, *args, **kwargs)))
     recorder, _ = train_with_checkpoints(tmp_path, epochs=4)
     monkeypatch.undo()
-    debris = [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+    debris = [p for p in tmp_path.iterdir() if p.name.startswith(".epoch-000002.partial-")]
     assert len(debris) == 1 and (debris[0] / "model.weights.h5").is_file()
     assert_restores_epoch(tmp_path, 1, recorder)
     # A folder holding nothing but debris has nothing to resume from.

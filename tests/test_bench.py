@@ -288,7 +288,7 @@ def test_settings_refuse_a_bad_choice_rule_before_any_fit(changes, message):
 def test_every_tuning_candidate_builds_its_model():
     from keras_gradinn.bench import tune
 
-    for name, candidates in tune.CANDIDATES.items():
+    for name, candidates in tune.load_candidates().items():
         problem = problems.get(name)
         x, y = runner.training_set(problem, 8, 0.0, seed=0)
         for candidate in candidates:
@@ -337,3 +337,57 @@ def test_tune_rejects_unknown_problems_and_candidates(argv, message, capsys):
     with pytest.raises(SystemExit):
         tune.main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_the_tuning_grid_file_reads_as_methods_settings_changes():
+    from keras_gradinn.bench import tune
+
+    grid = tune.load_candidates()
+    assert {name: len(candidates) for name, candidates in grid.items()} == {
+        "friedman1": 38, "friedman1_10d": 51, "stokes_sphere": 14, "burgers": 15,
+        "lotka_volterra": 24}
+    # Options and alternatives come back as the sorted tuples `Settings` holds.
+    assert grid["friedman1"]["fourier 128x1 w=0.03 or smooth 1x8 w=1, cross-validated"] == (
+        "gradinn", {"gradient_weight": 0.03, "prior": "oscillatory", "reference_n": None,
+                    "prior_options": (("frequency", 1.0), ("n_features", 128)),
+                    "alternatives": ((("gradient_weight", 1.0), ("prior", "smooth"),
+                                      ("prior_options", (("width", 8),)),
+                                      ("reference_n", None)),),
+                    "cross_validate_below": 200})
+
+
+def test_a_missing_tuning_grid_is_named():
+    from keras_gradinn.bench import tune
+
+    with pytest.raises(FileNotFoundError, match="no tuning grid there"):
+        tune.load_candidates("no/such/candidates.json")
+
+
+def test_the_scale_benchmarks_function_is_friedmans_plus_fading_sines():
+    from keras_gradinn.bench import scale
+
+    # Written out, in the order of operations the scale records were made with.
+    x = np.random.default_rng(0).random((64, 8))
+    expected = (10 * np.sin(np.pi * x[:, 0] * x[:, 1]) + 20 * (x[:, 2] - 0.5) ** 2
+                + 10 * x[:, 3] + 5 * x[:, 4])
+    for j in range(5, 8):
+        expected += 4.0 / (j - 3) * np.sin(np.pi * x[:, j])
+    np.testing.assert_array_equal(scale.synthetic(x), expected[:, None])
+    with pytest.raises(ValueError, match=r"shape \(n, d >= 5\); got \(3, 4\)"):
+        scale.synthetic(np.zeros((3, 4)))
+
+
+
+def test_bench_scale_and_tune_are_subcommands_that_no_problem_shadows(capsys):
+    from keras_gradinn.cli import bench as bench_command
+
+    assert set(bench_command.TOOLS) == {"scale", "tune"}
+    assert not set(bench_command.TOOLS) & set(problems.names())
+    for tool in bench_command.TOOLS:
+        with pytest.raises(SystemExit) as done:
+            main(["bench", tool, "--help"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: keras-gradinn bench {tool} ")
+    with pytest.raises(SystemExit):
+        main(["bench", "tune", "nosuch", "--n", "50"])
+    assert "no tuning grid for problem 'nosuch'" in capsys.readouterr().err

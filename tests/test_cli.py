@@ -460,7 +460,7 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path, main
     killed("epoch-000001", 1, *args, "--out", run_dir)
     assert not run_dir.exists()  # no half-written run directory
     assert [p.name for p in (checkpoint / "final").glob("epoch-*")] == ["epoch-000000"]
-    assert list((checkpoint / "final").glob(".partial-*"))  # the killed write's staging
+    assert list((checkpoint / "final").glob(".epoch-*.partial-*"))  # the killed write's staging
     assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
     # A resume with other options is refused and leaves the checkpoint as it was.
     before = sorted(checkpoint.rglob("*"))
@@ -474,7 +474,7 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path, main
     killed("model.keras", 1, *args, "--out", run_dir, "--resume", epochs=tmp_path / "2.log")
     assert (tmp_path / "2.log").read_text().split() == ["1", "2"]
     assert not run_dir.exists()
-    assert not list((checkpoint / "final").glob(".partial-*"))  # the resume cleared it
+    assert not list((checkpoint / "final").glob(".epoch-*.partial-*"))  # the resume cleared it
     assert list(tmp_path.glob(".killed.partial-*"))  # this kill's staged run directory
     assert_info_works_or_refuses(main_in_process, left_behind(tmp_path))
 

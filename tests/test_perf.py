@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from keras_gradinn import cli, perf
+from keras_gradinn import cli
+from keras_gradinn.bench import perf
 from conftest import SUBPROCESS_TIMEOUT
 
 

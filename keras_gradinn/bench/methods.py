@@ -152,7 +152,7 @@ class Settings:
                                 screen_threshold=self.screening or 0.3, **common)
 
 
-#: Per-problem settings, from `python -m keras_gradinn.bench.tune` (see docs/benchmarks.md).
+#: Per-problem settings, from `keras-gradinn bench tune` (see docs/benchmarks.md).
 DEFAULTS: dict[str, Settings] = {
     # Trainable random Fourier features at about one period across the domain, or, if
     # it predicts held-out data better (noisy data), a stiff 1x8 tanh prior; below 200

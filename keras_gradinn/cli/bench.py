@@ -1,16 +1,37 @@
-"""`keras-gradinn bench`: run the benchmark protocol and write its report."""
+"""`keras-gradinn bench`: run the benchmark protocol and write its report.
+
+`keras-gradinn bench scale ...` and `keras-gradinn bench tune ...` run the
+benchmark tools of `TOOLS` instead, each with its own options; no problem
+may take their names.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import pathlib
 import sys
+from collections.abc import Sequence
 
-__all__ = ["add_arguments", "command"]
+__all__ = ["TOOLS", "add_arguments", "run", "run_tool"]
+
+#: `keras-gradinn bench TOOL ...`: the tool's module under `keras_gradinn.bench`.
+TOOLS = {"scale": "keras_gradinn.bench.scale", "tune": "keras_gradinn.bench.tune"}
+
+HELP = "run the benchmark protocol: GradINN against S-NN, PINN and a GP"
+DESCRIPTION = ("Train every method on every (n, noise, seed) of the protocol for the given "
+               "problems,\nappending one JSON record per run to OUT/runs.jsonl (runs already "
+               "there are skipped),\nthen write OUT/tables.md and PNG plots.")
+EPILOG = ("example:\n  keras-gradinn bench friedman1 --n 50 200 --methods gradinn snn gp "
+          "--out bench\n\nbenchmark tools (each with its own --help):\n"
+          "  keras-gradinn bench scale   GradINN on a stream from disk against a GP: rows/s, "
+          "memory\n"
+          "  keras-gradinn bench tune    score a problem's tuning candidates on spare seeds")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the options of `keras-gradinn bench PROBLEM ...` to `parser`."""
     parser.add_argument("problems", nargs="+", metavar="PROBLEM",
                         help="problem names (see keras_gradinn.problems.names()), or 'all'")
     parser.add_argument("--n", type=int, nargs="+", help="training sizes (default: the protocol's)")
@@ -34,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train nothing: write the report from the runs already in OUT")
 
 
-def command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Runs `keras-gradinn bench PROBLEM ...`: the sweep (or `--report-only`), then the report."""
     from keras_gradinn import __version__, problems
     from keras_gradinn.bench import report, runner
 
@@ -61,3 +83,9 @@ def command(args: argparse.Namespace) -> int:
     print(report.tables(shown))
     print(f"wrote {args.out}/runs.jsonl and {path}", file=sys.stderr)
     return 0
+
+
+def run_tool(name: str, argv: Sequence[str]) -> int:
+    """Runs `keras-gradinn bench NAME ARGV...`, a tool of `TOOLS`, with its own options."""
+    tool = importlib.import_module(TOOLS[name])
+    return tool.main(list(argv))

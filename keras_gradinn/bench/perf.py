@@ -1,7 +1,8 @@
 """Training-speed benchmark behind `keras-gradinn perf`.
 
 Each measurement runs in a fresh Python process, so its peak resident
-memory is its own and a crash (e.g. in XLA) cannot take the others down.
+memory (`bench.memory.peak_rss_mib`) is its own and a crash (e.g. in XLA)
+cannot take the others down.
 Records are JSON objects, one per line, followed by a readable table.
 
 What is measured:
@@ -59,8 +60,9 @@ class Config:
         return f"d={self.d} m={self.m} {self.depth}x{self.width} K={self.n_collocation}"
 
 
-#: The configurations of the issue: shapes at 1024 collocation points, and
-#: (5, 1, 3x64) at 256 and 4096.
+#: The measured configurations: inputs and outputs from (2, 3) to (100, 1) at
+#: 1024 collocation points, and (5, 1, 3x64) at 256 and 4096 points to show
+#: how the step grows with the number of collocation points.
 CONFIGS: tuple[Config, ...] = (
     Config(5, 1, 64, 3, 1024),
     Config(20, 1, 64, 3, 1024),
@@ -88,12 +90,6 @@ def model_flops(config: Config, prior_width: int = 64) -> dict[str, int]:
     gradinn = 2 * (3 * b * net + 3 * passes * k * net + 3 * k * prior)
     snn = 2 * 3 * (b + k) * net
     return {"gradinn": gradinn, "snn": snn}
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _best_seconds(function, repeats: int, warm_up: bool = True) -> float:
@@ -222,13 +218,15 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         record = _fit_record(spec["xla"], spec["epochs"], spec["repeats"])
     else:
         raise ValueError(f"unknown measurement kind {kind!r}")
-    record["peak_rss_mib"] = _peak_rss_mib()
+    from keras_gradinn.bench.memory import peak_rss_mib
+
+    record["peak_rss_mib"] = peak_rss_mib()
     return record
 
 
 def _spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Runs one measurement in a fresh interpreter and returns its record."""
-    command = [sys.executable, "-m", "keras_gradinn.perf", "--worker", json.dumps(spec)]
+    command = [sys.executable, "-m", "keras_gradinn.bench.perf", "--worker", json.dumps(spec)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -329,7 +327,7 @@ def table(records: Sequence[dict[str, Any]]) -> str:
 
 def _write_lines(path: str, lines: Sequence[str]) -> None:
     """Writes `lines` to `path` through a temporary file and a rename."""
-    from keras_gradinn.checkpoints import write_atomically
+    from keras_gradinn.files import write_atomically
 
     write_atomically(pathlib.Path(path), "\n".join(lines) + "\n")
 
@@ -361,8 +359,8 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m keras_gradinn.perf`, also how each measurement's process runs."""
-    parser = argparse.ArgumentParser(prog="python -m keras_gradinn.perf",
+    """`python -m keras_gradinn.bench.perf`, also how each measurement's process runs."""
+    parser = argparse.ArgumentParser(prog="python -m keras_gradinn.bench.perf",
                                      description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
