@@ -20,10 +20,7 @@ import numpy as np
 
 from keras_gradinn import files
 
-# `estimator` imports `write_atomically` from here; it belongs to `files`.
-from keras_gradinn.files import write_atomically
-
-__all__ = ["Checkpointer", "ResumableEarlyStopping", "latest", "restore", "write_atomically"]
+__all__ = ["Checkpointer", "ResumableEarlyStopping", "latest", "restore"]
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

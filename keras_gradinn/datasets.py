@@ -38,7 +38,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_gradinn.data import AUTO_BOUNDS_MARGIN, DataError, check_names
+from keras_gradinn.errors import DataError
+from keras_gradinn.tables import AUTO_BOUNDS_MARGIN, check_names
 from keras_gradinn.validation import (
     first_nonfinite_row,
     integer_in,

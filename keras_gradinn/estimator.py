@@ -352,12 +352,12 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         return candidate
 
     def _bounds(self, X: np.ndarray) -> np.ndarray:
-        from keras_gradinn import data, sampling
+        from keras_gradinn import sampling, tables
         from keras_gradinn.validation import outside
 
         names = [str(n) for n in getattr(self, "feature_names_in_", range(X.shape[1]))]
         if self.bounds is None:
-            return data.auto_bounds(X, names)
+            return tables.auto_bounds(X, names)
         bounds = sampling.as_bounds(self.bounds)
         if bounds.shape != (X.shape[1], 2):
             raise ValueError(f"bounds must have shape ({X.shape[1]}, 2) for {X.shape[1]} inputs; "
@@ -599,7 +599,7 @@ class _Context:
     def remember(self, name: str, value) -> None:
         """Keeps a JSON value in the checkpoint folder (if any), written atomically."""
         if self.checkpoint_dir is not None:
-            from keras_gradinn.checkpoints import write_atomically
+            from keras_gradinn.files import write_atomically
 
             write_atomically(self.checkpoint_dir / f"{name}.json", json.dumps(value))
 

@@ -29,9 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gradinn import files, sampling
+from keras_gradinn.errors import ExportVerificationError
 from keras_gradinn.jacobian import dense_layers
 from keras_gradinn.model import GradINN
-from keras_gradinn.validation import non_negative
+from keras_gradinn.validation import integer_in, non_negative
 
 __all__ = [
     "ExportVerificationError",
@@ -47,10 +48,6 @@ MAX_ONNX_OPSET = 18
 _MIN_ONNX_OPSET = 13
 _METADATA_KEY = "keras_gradinn"
 _JACOBIAN_LAYOUT = "dy_dx[b, i, j] = d y_i / d x_j, shape (batch, m, d), user units"
-
-
-class ExportVerificationError(ValueError):
-    """An exported artifact disagrees with the Keras model it came from."""
 
 
 def _check_model(model: Any) -> GradINN:
@@ -172,10 +169,8 @@ def to_saved_model(
     base = pathlib.Path(base_dir).expanduser()
     if base.exists() and not base.is_dir():
         raise ValueError(f"base_dir must be a directory; {str(base)!r} is a file")
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1
-    ):
-        raise ValueError(f"version must be a positive integer; got {version!r}")
+    if version is not None:
+        version = integer_in(version, "version", 1)
     undo_folders = files.make_folders(base)
     target = base / str(int(version if version is not None else _next_version(base)))
     if target.exists():
@@ -309,14 +304,7 @@ def to_onnx(
     _check_tolerances(atol, rtol)
     import onnx
 
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not (
-        _MIN_ONNX_OPSET <= opset <= MAX_ONNX_OPSET
-    ):
-        raise ValueError(
-            f"opset must be an integer from {_MIN_ONNX_OPSET} to {MAX_ONNX_OPSET} "
-            f"(tf2onnx 1.17's range); got {opset!r}"
-        )
-    opset = int(opset)
+    opset = integer_in(opset, "opset", _MIN_ONNX_OPSET, MAX_ONNX_OPSET)
     target = pathlib.Path(path).expanduser()
     if target.is_dir():
         raise ValueError(f"path must be a file path; {str(target)!r} is a directory")
@@ -437,13 +425,11 @@ def verify(
     """
     model = _check_model(model)
     _check_tolerances(atol, rtol)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = integer_in(seed, "seed", 0)
     path = pathlib.Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer; got {n!r}")
+    n = integer_in(n, "n", 1)
     # A model that lost its `contains` predicate is checked on the whole box:
     # the artifact must agree with Keras there too.
     x = sampling.sample(int(n), model.bounds, method="uniform", seed=seed).astype("float32")

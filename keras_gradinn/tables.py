@@ -13,14 +13,12 @@ import zipfile
 
 import numpy as np
 
+from keras_gradinn.errors import DataError
+
 __all__ = ["DataError", "Table", "auto_bounds", "read_bounds", "read_table"]
 
 #: `bounds auto` widens the data's range by this fraction on each side.
 AUTO_BOUNDS_MARGIN = 0.05
-
-
-class DataError(ValueError):
-    """A data file cannot be used; the message names the file and the problem."""
 
 
 class Table:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import pathlib
 
+from keras_gradinn.errors import CommandError
+
 __all__ = ["CommandError", "load_model"]
-
-
-class CommandError(ValueError):
-    """A command cannot run as asked; the message says why in one line."""
 
 
 def load_model(path: str | os.PathLike):
