@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import pathlib
 from typing import Any, Callable, Sequence
 
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gradinn import keras_private, sampling
+from keras_gradinn import files, keras_private, sampling
 from keras_gradinn import priors as priors_lib
 from keras_gradinn.collocation import Sampler
 from keras_gradinn.domain import Domain, is_array_like
@@ -601,14 +600,8 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
             return super().save(filepath, overwrite=overwrite, **kwargs)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{str(path)!r} exists and overwrite=False")
-        staging = path.with_name(f".{path.stem}.partial-{os.getpid()}-{id(self)}.keras")
-        try:
+        with files.staged(path) as staging:
             super().save(staging, overwrite=True, **kwargs)
-            os.replace(staging, path)
-        finally:
-            if staging.exists():
-                staging.unlink()
-
 
     def get_config(self):
         config = super().get_config()

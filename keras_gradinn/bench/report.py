@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from keras_gradinn.plots import new_figure
+
 __all__ = ["auto_summary", "fill", "headline", "plot_fields", "plot_rmse", "ratios", "tables",
            "write"]
 
@@ -100,19 +102,10 @@ def ratios(records: Sequence[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _figure(rows: int, columns: int, size: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(rows, columns, squeeze=False)
-
-
 def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) -> None:
     """Value and gradient RMSE against n on log axes, one line per method and noise."""
     cells = _cells(records)
-    figure, axes = _figure(1, 2, (10, 4))
+    figure, axes = new_figure(1, 2, (10, 4))
     styles = ["-", "--", ":", "-."]
     noises = sorted({k[1] for k in cells if k[0] == problem})
     ticks = sorted({k[2] for k in cells if k[0] == problem})
@@ -144,7 +137,7 @@ def plot_fields(problem, fields: dict[str, np.ndarray], grid: np.ndarray,
     truth[inside] = problem.solution(grid[inside])
     side = int(round(np.sqrt(len(grid))))
     panels = {"exact": truth, **fields}
-    figure, axes = _figure(problem.m, len(panels), (3.4 * len(panels), 2.6 * problem.m))
+    figure, axes = new_figure(problem.m, len(panels), (3.4 * len(panels), 2.6 * problem.m))
     extent = [*problem.bounds[0], *problem.bounds[1]]
     for j in range(problem.m):
         low, high = np.percentile(truth[inside, j], [1, 99])
@@ -306,7 +299,7 @@ def auto_summary(records: Sequence[dict]) -> str:
                   key=lambda k: (order.index(k[0]), k[1], k[2]))
     out = ["| problem | noise | n | auto / S-NN | auto / tuned | no kernel / S-NN | auto / GP "
            "| time / S-NN | chosen |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    wins, ratios_tuned, ratios_free, times = 0, [], [], collections.defaultdict(list)
+    wins, ratios_tuned, times = 0, [], collections.defaultdict(list)
     for cell in keys:
         auto = mean("rmse", cell, "gradinn-auto")
         snn, tuned = mean("rmse", cell, "snn"), mean("rmse", cell, "gradinn")
