@@ -127,9 +127,9 @@ def _():
     assert (WORK / "bench" / "tables.md").stat().st_size > 0
 
 
-@check("python -m keras_gradinn.scale --quick")
+@check("keras-gradinn bench scale --quick")
 def _():
-    result = subprocess.run([sys.executable, "-m", "keras_gradinn.scale", "--quick",
+    result = subprocess.run([sys.executable, "-m", "keras_gradinn", "bench", "scale", "--quick",
                              "--workdir", str(WORK / "scale")], cwd=WORK, capture_output=True,
                             text=True)
     if result.returncode != 0:

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from keras_gradinn.bench import TEST_SEED
+from keras_gradinn.problems import TEST_SEED
 
 __all__ = ["friedman", "run"]
 

@@ -365,7 +365,7 @@ def test_adapt_names_the_batch_and_row_of_a_non_finite_target():
 def test_scale_quick_runs_every_record_in_child_processes():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    result = subprocess.run([sys.executable, "-m", "keras_gradinn.scale", "--quick"],
+    result = subprocess.run([sys.executable, "-m", "keras_gradinn", "bench", "scale", "--quick"],
                             capture_output=True, text=True, env=env,
                             timeout=SUBPROCESS_TIMEOUT,
                             cwd=ROOT)

@@ -1,6 +1,6 @@
 """The Gaussian-process baseline of the benchmark protocol, with its exact gradient.
 
-The library's GP (`keras_gradinn.kernels.fit_gp`): scikit-learn's
+The library's GP (`keras_gradinn.gaussian_process.fit_gp`): scikit-learn's
 `GaussianProcessRegressor` with kernel `C * Matern(ARD length scales,
 nu=2.5) + White`, `normalize_y=True` and 3 optimiser restarts, one GP per
 output, on inputs scaled to [-1, 1] by the problem's bounds, like the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_gradinn.kernels import fit_gp as _fit
+from keras_gradinn.gaussian_process import fit_gp as _fit
 from keras_gradinn.sampling import centre_and_half_width
 
 __all__ = ["GaussianProcess", "fit_gp"]
@@ -36,9 +36,18 @@ class GaussianProcess:
         return self.process.gradient(self._scaled(x)) / self.half_width
 
 
-def fit_gp(x: np.ndarray, y: np.ndarray, bounds: np.ndarray, *, seed: int = 0) -> GaussianProcess:
-    """Fits the protocol's GP to (x, y), one regressor per output column of y."""
+def fit_gp(x: np.ndarray, y: np.ndarray, bounds: np.ndarray, *, seed: int = 0,
+           restarts: int = 3) -> GaussianProcess:
+    """Fits the protocol's GP to (x, y), one regressor per output column of y.
+
+    Args:
+        x: inputs (n, d) in the problem's units.
+        y: targets (n, m) or (n,).
+        bounds: the domain box (d, 2), mapped onto [-1, 1]^d.
+        seed: seed of the optimiser's restarts.
+        restarts: extra optimiser starts (the protocol's 3).
+    """
     centre, half_width = centre_and_half_width(np.asarray(bounds, dtype=np.float64))
     z = (np.asarray(x, dtype=np.float64) - centre) / half_width
     y = np.asarray(y, dtype=np.float64).reshape(len(z), -1)
-    return GaussianProcess(_fit(z, y, restarts=3, seed=seed), centre, half_width)
+    return GaussianProcess(_fit(z, y, restarts=restarts, seed=seed), centre, half_width)

@@ -1,0 +1,140 @@
+"""The Gaussian process of the library and of the benchmarks, without TensorFlow.
+
+An ARD Matern 5/2 kernel, `k(z, z') = c (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r)`
+with `r^2 = sum_j (z_j - z'_j)^2 / l_j^2`, plus white noise, fitted by
+scikit-learn's `GaussianProcessRegressor` (one process per output) on inputs
+normally scaled to [-1, 1]^d. `GaussianProcess` keeps the posterior mean in
+closed form, with its exact gradient. `kernels.KernelField` evaluates that
+gradient in a Keras graph as a GradINN prior; the benchmark baseline
+(`bench.gp`) and the scaling study (`bench.scale`) fit the same GP. This
+module imports only NumPy (scikit-learn when fitting), so that a process
+measuring the GP's own memory does not load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+
+__all__ = ["GaussianProcess", "fit_gp"]
+
+_SQRT5 = math.sqrt(5.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianProcess:
+    """A fitted GP's posterior mean, per output, in the normalised space.
+
+    Attributes:
+        centres: the training inputs the mean is built on, shape (N, d).
+        coefficients: `std * c * alpha` per output, shape (m, N).
+        length_scales: ARD length scales per output, shape (m, d).
+        mean: the posterior mean far from the data, shape (m,).
+        noise: the fitted white-noise variance per output, in units of the
+            targets' variance, shape (m,).
+    """
+
+    centres: np.ndarray
+    coefficients: np.ndarray
+    length_scales: np.ndarray
+    mean: np.ndarray
+    noise: np.ndarray
+
+    def _weights(self, z: np.ndarray, output: int, slope: bool) -> tuple[np.ndarray, np.ndarray]:
+        scaled = (z[:, None, :] - self.centres[None]) / self.length_scales[output]
+        r = np.sqrt(np.sum(scaled**2, axis=-1))
+        decay = np.exp(-_SQRT5 * r)
+        if slope:
+            return -(5.0 / 3.0) * (1 + _SQRT5 * r) * decay, scaled / self.length_scales[output]
+        return (1 + _SQRT5 * r + 5.0 / 3.0 * r**2) * decay, scaled
+
+    def predict(self, z: np.ndarray, *, block: int = 2048) -> np.ndarray:
+        """The posterior mean at normalised points `z` (n, d); shape (n, m)."""
+        z = np.asarray(z, np.float64)
+        out = np.empty((len(z), len(self.mean)))
+        for start in range(0, len(z), block):
+            rows = z[start:start + block]
+            for o in range(len(self.mean)):
+                k, _ = self._weights(rows, o, slope=False)
+                out[start:start + block, o] = self.mean[o] + k @ self.coefficients[o]
+        return out
+
+    def gradient(self, z: np.ndarray, *, block: int = 2048) -> np.ndarray:
+        """The posterior mean's Jacobian at normalised points `z`; shape (n, m, d)."""
+        z = np.asarray(z, np.float64)
+        out = np.empty((len(z), len(self.mean), z.shape[1]))
+        for start in range(0, len(z), block):
+            rows = z[start:start + block]
+            for o in range(len(self.mean)):
+                k, direction = self._weights(rows, o, slope=True)
+                out[start:start + block, o] = np.einsum(
+                    "nk,nkj,k->nj", k, direction, self.coefficients[o])
+        return out
+
+
+def fit_gp(
+    z: np.ndarray,
+    t: np.ndarray,
+    *,
+    restarts: int = 3,
+    seed: int = 0,
+    max_points: int | None = None,
+    fit_points: int | None = None,
+) -> GaussianProcess:
+    """Fits the ARD Matern 5/2 GP to normalised inputs `z` (n, d) and targets `t` (n, m).
+
+    scikit-learn's `GaussianProcessRegressor` with kernel
+    `C * Matern(ARD, nu=2.5) + White`, `normalize_y=True`, one process per
+    output column, hyper-parameters by maximum likelihood from the default
+    start and `restarts` random ones.
+
+    Args:
+        z: inputs, normally in [-1, 1]^d.
+        t: targets, shape (n, m) (or (n,)).
+        restarts: extra optimiser starts.
+        seed: seed of the restarts and of the subset.
+        max_points: with more rows than this, the GP is fitted to a random
+            subset of that many (a subset-of-data approximation, since the
+            exact GP costs O(n^3)); None for all rows.
+        fit_points: with more rows than this (after `max_points`), the
+            hyper-parameters are fitted to a random subset of that many and
+            the posterior is then conditioned on all rows; None for all.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    z = np.asarray(z, np.float64)
+    t = np.asarray(t, np.float64).reshape(len(z), -1)
+    rng = np.random.default_rng([seed, len(z)])
+    if max_points is not None and len(z) > max_points:
+        rows = np.sort(rng.choice(len(z), max_points, replace=False))
+        z, t = z[rows], t[rows]
+    fitted = np.arange(len(z))
+    if fit_points is not None and len(z) > fit_points:
+        fitted = np.sort(rng.choice(len(z), fit_points, replace=False))
+    coefficients, lengths, means, noises = [], [], [], []
+    for column in t.T:
+        kernel = ConstantKernel(1.0) * Matern(length_scale=np.ones(z.shape[1]), nu=2.5) \
+            + WhiteKernel(1e-5)
+        gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=restarts,
+                                      random_state=seed)
+        with warnings.catch_warnings():
+            # A length scale at its bound is a fit, not a failure.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp.fit(z[fitted], column[fitted])
+            if len(fitted) < len(z):
+                gp = GaussianProcessRegressor(gp.kernel_, normalize_y=True, optimizer=None)
+                gp.fit(z, column)
+        product, white = gp.kernel_.k1, gp.kernel_.k2
+        std = float(np.ravel(gp._y_train_std)[0])
+        coefficients.append(std * float(product.k1.constant_value) * np.ravel(gp.alpha_))
+        lengths.append(np.broadcast_to(np.asarray(product.k2.length_scale, float), (z.shape[1],)))
+        means.append(float(np.ravel(gp._y_train_mean)[0]))
+        noises.append(float(white.noise_level))
+    return GaussianProcess(centres=z, coefficients=np.array(coefficients),
+                           length_scales=np.array(lengths), mean=np.array(means),
+                           noise=np.array(noises))
