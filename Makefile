@@ -7,7 +7,7 @@ VENV ?= .venv
 DEMO_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all mutations clean
+.PHONY: demo test test-all lint mutations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/keras-gradinn demo $(DEMO_ARGS)
 
+# The lint (ruff, configured in pyproject.toml) runs first: it takes a second.
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 
 test-all: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m ""

@@ -1,8 +1,9 @@
-"""How GradINN draws collocation points: inside the graph where it can, on the host where it must."""
+"""How GradINN draws collocation points: in the graph where it can, on the host where it must."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -16,7 +17,7 @@ _MASK32 = 0xFFFFFFFF
 
 
 def _mix(h: tf.Tensor) -> tf.Tensor:
-    """MurmurHash3's 32-bit finaliser: a bijection of uint32 in which every bit moves every other."""
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 where every bit moves every other."""
     h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
     h = h * tf.constant(0x85EBCA6B, tf.uint32)
     h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(13, tf.uint32)))

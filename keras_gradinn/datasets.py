@@ -33,7 +33,8 @@ import math
 import os
 import pathlib
 import zipfile
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np

@@ -37,7 +37,8 @@ import numbers
 import pathlib
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -81,7 +82,7 @@ class Candidate:
 
     KINDS = ("none", "kernel", "smooth", "oscillatory", "constant")
 
-    def checked(self) -> "Candidate":
+    def checked(self) -> Candidate:
         """This candidate, or a ValueError naming what is wrong with it."""
         if self.prior not in self.KINDS:
             raise ValueError(f"Candidate {self.name!r}: prior must be one of {self.KINDS}; "
@@ -103,7 +104,7 @@ class Candidate:
                 "options": [list(option) for option in self.options]}
 
     @classmethod
-    def of(cls, value: dict) -> "Candidate":
+    def of(cls, value: dict) -> Candidate:
         return cls(value["name"], value["prior"], value["gradient_weight"],
                    tuple(tuple(option) for option in value["options"]))
 
@@ -288,7 +289,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X, y, sample_weight=None, *, checkpoint_dir=None,
-            checkpoint_seconds: float = 30.0) -> "GradINNRegressor":
+            checkpoint_seconds: float = 30.0) -> GradINNRegressor:
         """Chooses the prior (with `prior="auto"`) and fits the surrogate on all rows.
 
         Args:
@@ -368,7 +369,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                              f"{int(rows[0])}: {X[rows[0]].tolist()}")
         return bounds
 
-    def _splits(self, context: "_Context") -> list[tuple[np.ndarray, np.ndarray]]:
+    def _splits(self, context: _Context) -> list[tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import KFold, check_cv
 
         if isinstance(self.cv, numbers.Integral):
@@ -403,7 +404,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                              f"'screened', which is derived); got {names}")
         return chosen, screening
 
-    def _cross_validate(self, context: "_Context") -> tuple[Candidate, np.ndarray | None]:
+    def _cross_validate(self, context: _Context) -> tuple[Candidate, np.ndarray | None]:
         chosen, screening = self._candidate_list()
         splits = self._splits(context)
         cv_steps = self.cv_steps or max(1, self.steps // 8)
@@ -518,7 +519,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         self.model_.save(path)
 
     @classmethod
-    def load(cls, path) -> "GradINNRegressor":
+    def load(cls, path) -> GradINNRegressor:
         """Reads an estimator written by `save`, with `safe_mode=True`."""
         import keras
 

@@ -17,7 +17,7 @@ Two ways to the same Jacobian:
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np

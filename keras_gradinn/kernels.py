@@ -20,7 +20,7 @@ cannot tell better and departs from it where the data insist.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -74,7 +74,7 @@ class KernelField(keras.layers.Layer):
 
     @classmethod
     def of(cls, processes: Sequence[GaussianProcess], *, stacked: bool = False,
-           **kwargs) -> "KernelField":
+           **kwargs) -> KernelField:
         """The field of one GP (`stacked=False`) or of each of several, on their joint centres."""
         processes = list(processes)
         if not stacked and len(processes) != 1:

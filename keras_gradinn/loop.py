@@ -172,7 +172,8 @@ class Loop:
                         result = metric.result()
                         values.update(result if isinstance(result, dict) else {metric.name: result})
                     return values
-            cached = {**{k: v for k, v in cached.items() if k[0] != kind}, key: tf.function(function)}
+            cached = {k: v for k, v in cached.items() if k[0] != kind}
+            cached[key] = tf.function(function)
             # Set past Keras' attribute tracking, which would wrap the dict.
             object.__setattr__(self, "_metrics_functions", cached)
         return cached[key]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import inspect
 import json
 import pathlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -63,7 +64,7 @@ def _check_network(network: Any, d: int) -> tuple[int, int, bool]:
         raise TypeError(f"network must be a keras.Model; got {type(network).__name__}")
     try:
         out = network(np.zeros((2, d), dtype="float32"))
-    except Exception as error:  # noqa: BLE001 - reported with context
+    except Exception as error:
         raise ValueError(
             f"network must accept inputs of shape (n, {d}) to match the bounds; "
             f"calling it failed: {error}"
@@ -84,7 +85,7 @@ def _check_prior(prior: Any, d: int, m: int, members: int) -> int:
         )
     try:
         out = prior(np.zeros((2, d), dtype="float32"))
-    except Exception as error:  # noqa: BLE001 - reported with context
+    except Exception as error:
         raise ValueError(
             f"prior must accept inputs of shape (n, {d}); calling it failed: {error}"
         ) from error

@@ -16,7 +16,7 @@ rather than one field, and the data pick the member.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np

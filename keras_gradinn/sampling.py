@@ -8,7 +8,7 @@ training designs, test sets and fixed collocation sets, and to validate domains.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import qmc
@@ -56,7 +56,10 @@ def as_bounds(bounds: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
 
 
 def centre_and_half_width(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The centre and half-width of a (d, 2) box: `z = (x - centre) / half_width` maps it to [-1, 1]^d."""
+    """The centre and half-width of a (d, 2) box.
+
+    `z = (x - centre) / half_width` maps the box onto [-1, 1]^d.
+    """
     return bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
 
 

@@ -10,7 +10,7 @@ training them together gives each the gradient it would get alone.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np

@@ -106,7 +106,8 @@ def read_table(path: str | pathlib.Path) -> Table:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise DataError(f"{path}: not a readable NPZ file ({error})") from None
         if not arrays or any(a.ndim != 1 or len(a) != len(arrays[0]) for a in arrays):
-            raise DataError(f"{path}: an NPZ table needs 1-D arrays of equal length, one per column")
+            raise DataError(
+                f"{path}: an NPZ table needs 1-D arrays of equal length, one per column")
         if any(not np.issubdtype(a.dtype, np.number) for a in arrays):
             raise DataError(f"{path}: every NPZ column must be numeric")
         values = np.stack(arrays, axis=1).astype(np.float64) if len(arrays[0]) else None
@@ -177,7 +178,8 @@ def read_bounds(path: str | pathlib.Path, names: list[str]) -> np.ndarray:
         name = row[0].strip()
         if name in found:
             raise DataError(f"{path}: input {name!r} appears twice")
-        found[name] = (_parse_cell(row[1], line, "low", path), _parse_cell(row[2], line, "high", path))
+        found[name] = (_parse_cell(row[1], line, "low", path),
+                       _parse_cell(row[2], line, "high", path))
     if sorted(found) != sorted(names):
         raise DataError(
             f"{path}: bounds must have one row per input ({', '.join(names)}); "

@@ -13,7 +13,7 @@ rows stops on noise.
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -33,7 +33,7 @@ FULL_BATCH_ROWS = 1024
 
 
 def epoch_steps(steps: int, most: int = 500) -> int:
-    """The largest divisor of `steps` up to `most`: steps per epoch when a run is cut into epochs."""
+    """The largest divisor of `steps` up to `most`: the steps per epoch of a run cut into epochs."""
     return max(k for k in range(1, min(steps, most) + 1) if steps % k == 0)
 
 

@@ -127,7 +127,8 @@ def first_nonfinite_row(rows: np.ndarray) -> int | None:
 
 def finite_array(value: Any, label: str) -> np.ndarray:
     """`value` as a finite float64 array of at least one dimension, or a named ValueError."""
-    ragged = f"{label} must be a numeric array with rows of equal length; got {type(value).__name__}"
+    ragged = (f"{label} must be a numeric array with rows of equal length; "
+              f"got {type(value).__name__}")
     try:
         raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
     except (TypeError, ValueError) as error:

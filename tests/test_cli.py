@@ -11,9 +11,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import SUBPROCESS_TIMEOUT
 
 import keras_gradinn as kg
-from conftest import SUBPROCESS_TIMEOUT
 from keras_gradinn import demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -117,7 +117,8 @@ def test_fit_predict_info_export_end_to_end(tmp_path, main_in_process):
     exported = cli("export", run_dir / "model.keras", "--onnx", tmp_path / "m.onnx",
                    "--saved-model", tmp_path / "serving", "--with-gradient")
     assert exported.returncode == 0, exported.stderr[-2000:]
-    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "m.onnx").is_file()
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
 
     again = cli("fit", "--config", run_dir / "config.toml", "--out", tmp_path / "runs" / "again",
                 "--quiet")
@@ -226,7 +227,8 @@ def test_fit_with_a_fixed_prior_and_weight_skips_the_choice(tmp_path, main_in_pr
 
 
 def test_config_file_errors_are_one_line(tmp_path, main_in_process):
-    (tmp_path / "run.toml").write_text('data = "d.csv"\ninputs = ["a"]\ntargets = ["u"]\nstep = 3\n')
+    (tmp_path / "run.toml").write_text(
+        'data = "d.csv"\ninputs = ["a"]\ntargets = ["u"]\nstep = 3\n')
     result = main_in_process("fit", "--config", tmp_path / "run.toml", "--out", tmp_path / "run")
     assert_clean_failure(result, "unknown option 'step'; did you mean 'steps'?")
 

@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SUBPROCESS_TIMEOUT
 
 import keras_gradinn as kg
 from keras_gradinn import datasets
 from keras_gradinn.datasets import DataError
-from conftest import SUBPROCESS_TIMEOUT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

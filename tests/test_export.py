@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+from conftest import SUBPROCESS_TIMEOUT
 
 import keras_gradinn as kg
-from conftest import SUBPROCESS_TIMEOUT
 from keras_gradinn import export
 from keras_gradinn.jacobian import ACTIVATIONS
 
@@ -84,7 +84,8 @@ def test_onnx_with_gradient_matches_keras_and_finite_differences(tmp_path, activ
 @pytest.mark.parametrize("activation, m", [("silu", 1)] + [(a, 3) for a in sorted(ACTIVATIONS)])
 def test_saved_model_signatures_match_keras(tmp_path, activation, m):
     model = trained_model(activation, m)
-    path = export.to_saved_model(model, tmp_path / "serving")  # verifies 1 and 1000 in a fresh process
+    # Verifies batches of 1 and 1000 in a fresh process.
+    path = export.to_saved_model(model, tmp_path / "serving")
     assert path == tmp_path / "serving" / "1"
     record = json.loads((path / "assets.extra" / "keras_gradinn.json").read_text())
     assert record["outputs"]["dy_dx"]["shape"] == [None, m, 3]
@@ -315,9 +316,11 @@ def test_deploy_example_runs_without_tensorflow(tmp_path):
 
 
 def test_importing_the_package_does_not_import_the_converters():
-    code = "import sys, keras_gradinn; print([m for m in ('tf2onnx', 'onnx', 'onnxruntime') if m in sys.modules])"
+    code = ("import sys, keras_gradinn; "
+            "print([m for m in ('tf2onnx', 'onnx', 'onnxruntime') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=SUBPROCESS_TIMEOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            timeout=SUBPROCESS_TIMEOUT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
 

@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_gradinn as kg
 from keras_gradinn.kernels import KernelField, fit_gp
@@ -86,5 +85,6 @@ def test_a_tabulated_frozen_prior_trains_as_the_evaluated_one(monkeypatch):
     assert evaluated._table is None
     np.testing.assert_allclose(tabulated.predict(x, verbose=0), evaluated.predict(x, verbose=0),
                                rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(tabulated.evaluate(x, T, verbose=0), evaluated.evaluate(x, T, verbose=0),
+    np.testing.assert_allclose(tabulated.evaluate(x, T, verbose=0),
+                               evaluated.evaluate(x, T, verbose=0),
                                rtol=1e-4)

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SUBPROCESS_TIMEOUT, assert_equal_to_rounding
 
 import keras_gradinn as kg
-from conftest import SUBPROCESS_TIMEOUT, assert_equal_to_rounding
 
 BOUNDS_2D = [(-2.0, 4.0), (10.0, 11.0)]
 
@@ -293,7 +293,8 @@ def test_smooth_prior_beats_no_gradient_term_on_few_noisy_points():
             gradient_weight=weight,
             seed=7,
         )
-        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-2, 800)))
+        schedule = keras.optimizers.schedules.CosineDecay(1e-2, 800)
+        model.compile(optimizer=keras.optimizers.Adam(schedule))
         model.adapt(y)
         model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), steps_per_epoch=800, verbose=0)
         return float(np.sqrt(np.mean((model.predict(x_test, verbose=0) - truth(x_test)) ** 2)))
@@ -775,7 +776,7 @@ def test_a_diverging_run_stops_naming_the_step_and_term_and_keeps_finite_weights
     # Step 3 is the first non-finite one: recomputed from the recorded weights,
     # step 2's losses (at the weights after step 1) are finite and step 3's
     # (at the weights after step 2) are not.
-    network, prior = len(model.network.get_weights()), len(model.prior.get_weights())
+    network = len(model.network.get_weights())
     final = model.network.get_weights() + model.prior.get_weights()
     for step, finite in ((1, True), (2, True), (3, False)):
         weights = states[step - 1][0]
@@ -899,7 +900,8 @@ def _first_dense(config):
         (lambda c: _first_dense(c).update(
             class_name="Lambda", module="keras.layers",
             config={"name": "hidden_0", "function": {"class_name": "__lambda__", "config": {
-                "code": "4wEAAAAAAAAAAAAAAAEAAAADAAAAQwAAAHMEAAAAfABTACkBTqkAKQHaAXhyAQAAAHIBAAAA+gg8c3RkaW4+2gg8bGFtYmRhPgEAAADzAAAAAA==",
+                "code": "4wEAAAAAAAAAAAAAAAEAAAADAAAAQwAAAHMEAAAAfABTACkBTqkAKQHaAXhyAQAAAHIBAAAA"
+                        "+gg8c3RkaW4+2gg8bGFtYmRhPgEAAADzAAAAAA==",
                 "defaults": None, "closure": None}}}),
          ValueError, "unsafe"),
         (lambda c: _first_dense(c).update(class_name="EvilLayer", module="evil.module"),

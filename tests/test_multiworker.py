@@ -20,12 +20,12 @@ import sys
 import time
 
 import keras
+import multiworker_worker as worker
 import numpy as np
 import pytest
+from conftest import SUBPROCESS_TIMEOUT, assert_equal_to_rounding
 
 import keras_gradinn as kg
-import multiworker_worker as worker
-from conftest import SUBPROCESS_TIMEOUT, assert_equal_to_rounding
 
 TESTS = pathlib.Path(__file__).resolve().parent
 # A worker whose port was taken between `free_ports` and its own bind exits
@@ -163,7 +163,7 @@ def single_process() -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """(worker results, single-process results, output folder); workers and reference run at once."""
+    """(worker results, single-process results, output folder); all run at once."""
     out_dir = tmp_path_factory.mktemp("multiworker")
     reference = run_workers(out_dir, single_process)
     results = [json.loads((out_dir / f"worker-{i}.json").read_text()) for i in range(2)]
@@ -277,7 +277,8 @@ def test_a_worker_whose_port_is_taken_fails_with_the_message_the_retry_looks_for
         cluster = {"worker": [f"localhost:{taken.getsockname()[1]}",
                               f"localhost:{free_ports(1)[0]}"]}
         result = subprocess.run(
-            [sys.executable, "-c", "import tensorflow as tf; tf.distribute.MultiWorkerMirroredStrategy()"],
+            [sys.executable, "-c",
+             "import tensorflow as tf; tf.distribute.MultiWorkerMirroredStrategy()"],
             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=worker_env(cluster, 0),
         )
     assert result.returncode != 0
@@ -295,7 +296,8 @@ def test_a_launch_that_loses_a_port_is_retried_on_fresh_ports(tmp_path, monkeypa
         processes = []
         for index in range(2):
             with open(out_dir / f"worker-{index}.log", "w") as log:
-                code = f"print({BIND_FAILURE!r}); raise SystemExit(1)" if lost and index == 1 else ""
+                lose = lost and index == 1
+                code = f"print({BIND_FAILURE!r}); raise SystemExit(1)" if lose else ""
                 processes.append(subprocess.Popen([sys.executable, "-c", code], stdout=log,
                                                   stderr=subprocess.STDOUT))
         return processes

@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from conftest import SUBPROCESS_TIMEOUT
 
 from keras_gradinn import cli
 from keras_gradinn.bench import perf
-from conftest import SUBPROCESS_TIMEOUT
 
 
 def test_model_flops_follow_the_stated_rule():

@@ -5,8 +5,8 @@ import math
 import keras
 import numpy as np
 import pytest
-
 from conftest import assert_equal_to_rounding
+
 from keras_gradinn import priors
 
 DIMS = [(1, 1), (5, 1), (2, 3), (3, 2)]  # (d, m)

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import assert_equal_to_rounding
+
 from keras_gradinn import problems
 from keras_gradinn.problems import burgers, friedman, lotka_volterra, stokes
 

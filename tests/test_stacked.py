@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import assert_equal_to_rounding
 
 import keras_gradinn as kg
-from conftest import assert_equal_to_rounding
 from keras_gradinn.jacobian import dense_forward, dense_jacobian, dense_layers
 from keras_gradinn.stacked import StackedMLP, member_seeds
 

@@ -157,7 +157,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         'found = sorted(directory.glob("*"))',
         ("tests/test_atomic_writes.py::test_a_checkpoint_killed_midway_leaves_debris_that_latest_ignores",)),
     Mutation(
-        "checkpoint-left-partial", "a checkpoint write that fails keeps the previous one, no debris",
+        "checkpoint-left-partial",
+        "a checkpoint write that fails keeps the previous one, no debris",
         "keras_gradinn/files.py",
         "        _discard(staging)\n",
         "        pass\n",
@@ -202,8 +203,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "resume-from-scratch", "--resume continues from the last checkpoint",
         "keras_gradinn/checkpoints.py",
-        '    """Loads a checkpoint into a compiled model; returns (next epoch, history so far)."""\n',
-        '    """Loads a checkpoint into a compiled model; returns (next epoch, history so far)."""\n'
+        '    """Loads a checkpoint into a compiled model; '
+        'returns (next epoch, history so far)."""\n',
+        '    """Loads a checkpoint into a compiled model; '
+        'returns (next epoch, history so far)."""\n'
         '    shutil.rmtree(checkpoint)\n    return 0, {}\n',
         ("tests/test_cli.py::test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights",)),
     Mutation(

@@ -95,7 +95,7 @@ class Settings:
         if not 0 <= self.screening < 1:
             raise ValueError(f"screening must be in [0, 1); got {self.screening!r}")
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def weight_for(self, n: int) -> float:
@@ -123,7 +123,7 @@ class Settings:
             options["sparsity"] = options["sparsity"] * self.reference_n / n
         return options
 
-    def variants(self) -> list["Settings"]:
+    def variants(self) -> list[Settings]:
         """These settings, then each alternative applied to them; none has alternatives."""
         base = self.replace(alternatives=())
         return [base] + [base.replace(**dict(changes)) for changes in self.alternatives]

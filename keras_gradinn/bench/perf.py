@@ -39,7 +39,8 @@ import pathlib
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["CONFIGS", "Config", "add_arguments", "command", "main", "model_flops", "run", "table"]
 

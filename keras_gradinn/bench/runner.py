@@ -17,7 +17,7 @@ import os
 import pathlib
 import sys
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class Run:
         return (self.problem, self.method, self.n, float(self.noise), self.seed)
 
     @classmethod
-    def of(cls, record: dict) -> "Run":
+    def of(cls, record: dict) -> Run:
         """The run a `runs.jsonl` record describes."""
         return cls(record["problem"], int(record["n"]), float(record["noise"]),
                    int(record["seed"]), record["method"])

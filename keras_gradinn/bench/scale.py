@@ -35,12 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from keras_gradinn.problems import TEST_SEED
 from keras_gradinn.bench.memory import peak_rss_mib, rss_mib, ru_maxrss_mib, status_rss_mib
+from keras_gradinn.problems import TEST_SEED
 
 __all__ = ["add_arguments", "gp_fit_record", "main", "run", "stream_fit_record", "synthetic",
            "write_synthetic_npy"]

@@ -23,7 +23,8 @@ COMMANDS = ("fit", "predict", "info", "export", "demo", "perf", "bench")
 
 EXAMPLES = """examples:
   keras-gradinn demo
-  keras-gradinn fit examples/data/beam.csv --inputs load,span,thickness --targets deflection --out runs/beam
+  keras-gradinn fit examples/data/beam.csv --inputs load,span,thickness \
+      --targets deflection --out runs/beam
   keras-gradinn predict runs/beam/model.keras new_points.csv --gradient --out predictions.csv
   keras-gradinn info runs/beam/model.keras
   keras-gradinn export runs/beam/model.keras --onnx beam.onnx --with-gradient
@@ -75,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("keras-gradinn: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - one line for users, not a traceback
+    except Exception as error:
+        # One line for users, not a traceback (KERAS_GRADINN_DEBUG=1 shows it).
         if os.environ.get("KERAS_GRADINN_DEBUG"):
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""

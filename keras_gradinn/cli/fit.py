@@ -155,7 +155,8 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
 
 
 def _toml(config: dict[str, Any]) -> str:
-    lines = ["# keras-gradinn fit configuration; rerun with: keras-gradinn fit --config THIS_FILE --out DIR"]
+    lines = ["# keras-gradinn fit configuration; rerun with: "
+             "keras-gradinn fit --config THIS_FILE --out DIR"]
     for key, value in config.items():
         if value is None:
             continue

@@ -30,7 +30,7 @@ x = 0 (|u_x| up to 152), 100 nodes already agree with 3200 to 1e-14 in u and
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf

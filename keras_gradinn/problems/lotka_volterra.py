@@ -11,7 +11,8 @@ first use; its Jacobian is the right-hand side evaluated on it, exactly.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
