@@ -7,6 +7,7 @@ refactoring cannot silently retire a proof.
 
 import importlib.util
 import pathlib
+import re
 import sys
 
 import pytest
@@ -32,3 +33,10 @@ def test_each_mutation_applies_once_and_names_existing_tests(mutation):
 def test_mutation_names_are_unique():
     names = [m.name for m in mutations.MUTATIONS]
     assert len(names) == len(set(names))
+
+
+def test_the_reliability_table_names_each_break_where_it_applies():
+    """docs/reliability.md lists every break with the file the runner breaks."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    listed = dict(re.findall(r"^\| [^|]+ \| `([\w-]+)` in `([^`]+)` \|", text, flags=re.M))
+    assert listed == {m.name: m.path for m in mutations.MUTATIONS}
