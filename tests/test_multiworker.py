@@ -232,8 +232,8 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(runs):
 
 
 def test_a_non_finite_step_on_one_worker_stops_every_worker_at_that_step(runs):
-    # Regression: each replica used to judge only its own half of the batch,
-    # so worker 0 trained on and then waited forever for worker 1, which had stopped.
+    # Every replica must judge the whole step: one judging only its own half of
+    # the batch lets worker 0 train on and wait forever for a stopped worker 1.
     results, _, _ = runs
     for result in results:
         error = result["guard"]["error"]
