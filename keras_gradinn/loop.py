@@ -1,14 +1,17 @@
-"""Speed-ups of Keras' training loop for GradINN's many short epochs.
+"""GradINN's side of Keras' training loop: `fit`, `evaluate` and their speed-ups.
 
-GradINN typically trains a few hundred rows for thousands of epochs, so
-Keras' per-epoch costs (a new iterator over arrays, an eager operation per
-metric variable, one compiled call per step) dominate. `Loop` is a
-`keras.Model` mixin that removes them without changing the batches, the
-steps or their results.
+`Loop` is a `keras.Model` mixin, as Keras' own trainer is for `Model`.
+Its `fit` checks the data, sets the output standardisation, arms the
+non-finite guard and prepares the collocation draws before Keras' loop
+runs. GradINN typically trains a few hundred rows for thousands of epochs,
+so Keras' per-epoch costs (a new iterator over arrays, an eager operation
+per metric variable, one compiled call per step) dominate; `Loop` removes
+them without changing the batches, the steps or their results.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import keras
@@ -16,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gradinn import keras_private
+from keras_gradinn.domain import is_array_like
 
 __all__ = ["AUTO_STEPS_PER_EXECUTION", "Loop", "repeat_arrays"]
 
@@ -70,10 +74,49 @@ def repeat_arrays(arguments: dict) -> None:
 
 
 class Loop:
-    """A `keras.Model` mixin: `steps_per_execution="auto"`, compiled metric reads, one pipeline.
+    """A `keras.Model` mixin: GradINN's `fit` and `evaluate`, and the loop's speed-ups.
 
-    The model calls `_prepare_loop` on `fit`'s arguments before `fit` runs.
+    The speed-ups are `steps_per_execution="auto"`, compiled metric reads
+    and one input pipeline across epochs. The model has the checks of
+    `Domain`, the standardisation of `Standardise` and the guard of
+    `StepGuard`.
     """
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, after checking the data and adapting the outputs.
+
+        Array inputs must have d columns, lie inside the bounds and be
+        finite. The first call on an untrained model sets the output
+        standardisation from the training targets (arrays, excluding a
+        `validation_split` tail, or a finite `tf.data.Dataset` read once);
+        for other inputs (generators, `PyDataset`) call `adapt(y)` first.
+        """
+        bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
+        arguments = bound.arguments
+        x, y = self._check_fit_data(arguments)
+        if isinstance(x, tf.data.Dataset):
+            # Keras would warn on every call that `shuffle` does not apply to datasets.
+            arguments.setdefault("shuffle", False)
+        if not self.adapted:
+            self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
+        self._prepare_loop(arguments, arrays=is_array_like(x))
+        self._arm(arguments)
+        self._tabulate_prior()
+        self._collocation.host_error = None
+        try:
+            return super().fit(*bound.args[1:], **bound.kwargs)
+        except tf.errors.OpError:
+            if self._collocation.host_error is not None:
+                raise self._collocation.host_error from None
+            raise
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn)."""
+        if is_array_like(x):
+            if y is None:
+                raise ValueError("evaluate needs targets y for array inputs")
+            x, y = self._check_xy(x, y, "", strict=False)
+        return super().evaluate(x, y, *args, **kwargs)
 
     def compile(self, optimizer="adam", loss="mse", *, steps_per_execution="auto", **kwargs):
         """Like `keras.Model.compile`, with the data loss defaulting to "mse".

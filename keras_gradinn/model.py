@@ -6,13 +6,12 @@ configuration. `GradINN` inherits the rest, as `keras.Model` inherits its
 trainer: `Standardise` (the normalisation around the network), `Domain`
 (the bounds, the checks of data against them, the collocation draws),
 `Members` (k networks stacked and trained in one step), `StepGuard` (the
-non-finite guard), `Loop` (speed-ups of Keras' training loop) and
-`MultiWorkerBuild` (a workaround in Keras' private API).
+non-finite guard), `Loop` (`fit` and `evaluate`, and speed-ups of Keras'
+training loop) and `MultiWorkerBuild` (a workaround in Keras' private API).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import pathlib
 from collections.abc import Callable, Sequence
@@ -492,43 +491,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         t_pred, *losses = self._loss_terms(z, t, sample_weight, training=False)
         return self._update_metrics(x, y, z, t_pred, sample_weight, losses)
 
-    # -------------------------------------------------------- fit and predict
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.fit`, after checking the data and adapting the outputs.
-
-        Array inputs must have d columns, lie inside the bounds and be
-        finite. The first call on an untrained model sets the output
-        standardisation from the training targets (arrays, excluding a
-        `validation_split` tail, or a finite `tf.data.Dataset` read once);
-        for other inputs (generators, `PyDataset`) call `adapt(y)` first.
-        """
-        bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
-        arguments = bound.arguments
-        x, y = self._check_fit_data(arguments)
-        if isinstance(x, tf.data.Dataset):
-            # Keras would warn on every call that `shuffle` does not apply to datasets.
-            arguments.setdefault("shuffle", False)
-        if not self.adapted:
-            self._adapt_before_fit(x, y, float(arguments.get("validation_split") or 0.0))
-        self._prepare_loop(arguments, arrays=is_array_like(x))
-        self._arm(arguments)
-        self._tabulate_prior()
-        self._collocation.host_error = None
-        try:
-            return super().fit(*bound.args[1:], **bound.kwargs)
-        except tf.errors.OpError:
-            if self._collocation.host_error is not None:
-                raise self._collocation.host_error from None
-            raise
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn)."""
-        if is_array_like(x):
-            if y is None:
-                raise ValueError("evaluate needs targets y for array inputs")
-            x, y = self._check_xy(x, y, "", strict=False)
-        return super().evaluate(x, y, *args, **kwargs)
+    # ------------------------------------------------------------- prediction
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict` in user units; warns about out-of-bounds rows."""

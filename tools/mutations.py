@@ -253,7 +253,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_cli.py::test_commands_refuse_smuggled_code_and_pickles_without_running_them",)),
     Mutation(
         "refuse-everything", "random small problems train (at least 90 % of them)",
-        "keras_gradinn/model.py",
+        "keras_gradinn/loop.py",
         "        bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)\n",
         '        raise ValueError("refused")\n',
         ("tests/test_properties.py",)),
