@@ -24,7 +24,14 @@ a small candidate set fixed in the library (`CANDIDATES`):
 Each candidate is fitted once per fold, all folds together as one stacked
 network (`StackedMLP`) for `cv_steps` steps; the one with the lowest mean
 held-out squared error (targets standardised) is then refitted on all the
-rows for `steps` steps.
+rows for `steps` steps, as an ensemble of `n_members` networks.
+
+The ensemble's spread is its uncertainty (`predict(X, return_std=True)`),
+calibrated on held-out rows (`calibrate=True`): the chosen candidate is
+fitted once more per fold as `n_members` networks per fold (one stack,
+`cv_steps` steps), and a scale of the spread and a floor (the error the
+spread does not show, noise included) are chosen by maximum likelihood of
+the held-out residuals (`keras_gradinn.uncertainty.fit_calibration`).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from keras_gradinn import training
 from keras_gradinn.jacobian import relevance
+from keras_gradinn.uncertainty import Calibration
 from keras_gradinn.validation import non_negative
 
 __all__ = ["CANDIDATES", "Candidate", "GradINNRegressor"]
@@ -191,8 +199,15 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         screen_threshold: the "screened" candidate drops the inputs whose
             relevance is below this fraction of the largest.
         n_members: networks in the final model, each trained on all rows
-            from its own initial weights; predictions are their mean. 1
-            gives a single network.
+            from its own initial weights (they share each step's
+            collocation points); predictions are their mean, and their
+            spread the uncertainty. 1 gives a single network (its standard
+            deviation is then the calibrated floor alone, the same
+            everywhere).
+        calibrate: whether to calibrate the standard deviation on held-out
+            rows (the cross-validation's folds; costs one more stacked fit
+            of `cv_steps` steps). False: `predict(X, return_std=True)` gives
+            the raw spread of the members.
         random_state: seed of the folds, weights and collocation draws
             (None: fresh each fit).
         verbose: 1 to print the cross-validation as it goes.
@@ -206,6 +221,11 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         best_candidate_: that `Candidate` ("screened": the screened
             candidate's prior and weight).
         best_index_: its row in `cv_results_` (None without a choice).
+        calibration_: the `uncertainty.Calibration` of the standard
+            deviation (None with `calibrate=False`).
+        calibration_results_: with `calibrate`, the held-out rows' 90 %
+            interval `coverage` and Gaussian `nll` (normalised targets,
+            calibrated in-sample) and the raw spread's `raw_coverage`.
         cv_results_: like `GridSearchCV`'s: `params`, `split<i>_test_score`
             (negative mean squared error of the standardised targets on fold
             i), `mean_test_score`, `std_test_score`, `rank_test_score`,
@@ -240,6 +260,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         "cv": [Interval(numbers.Integral, 2, None, closed="left"), "cv_object"],
         "screen_threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_members": [Interval(numbers.Integral, 1, None, closed="left")],
+        "calibrate": ["boolean"],
         "cv_steps": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -264,6 +285,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         cv_steps: int | None = None,
         screen_threshold: float = 0.3,
         n_members: int = 5,
+        calibrate: bool = True,
         random_state=None,
         verbose: int = 0,
     ):
@@ -283,6 +305,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         self.cv_steps = cv_steps
         self.screen_threshold = screen_threshold
         self.n_members = n_members
+        self.calibrate = calibrate
         self.random_state = random_state
         self.verbose = verbose
 
@@ -329,16 +352,58 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         context = _Context(self, X, targets, weights, seed, checkpoint_dir)
         with _quiet_retracing():
             if self.prior == "auto":
-                chosen, mask = self._cross_validate(context)
+                chosen, mask, fold_masks = self._cross_validate(context)
             else:
-                chosen, mask = self._fixed_candidate(), None
+                chosen, mask, fold_masks = self._fixed_candidate(), None, None
                 self.best_index_, self.cv_results_ = None, {}
             self.best_prior_ = chosen.name
             self.best_candidate_ = chosen
             masks = None if mask is None else np.repeat(mask[None], self.n_members, axis=0)
             self.model_, self.history_ = context.fit_final(chosen, masks, checkpoint_seconds)
+            # After the final fit, so that calibrating leaves the model's weights as they were.
+            self.calibration_, self.calibration_results_ = (
+                self._calibrate(context, chosen, fold_masks) if self.calibrate else (None, {}))
+        self.model_.calibration = self.calibration_
         self.model_.metadata = self._metadata()
         return self
+
+    def _calibrate(self, context: _Context, candidate: Candidate, fold_masks
+                   ) -> tuple[Calibration, dict]:
+        """The calibration of the ensemble's spread from `n_members` networks per fold."""
+        from keras_gradinn.uncertainty import coverage, fit_calibration, gaussian_nll
+
+        done = context.recall("calibration")
+        if done is None:
+            splits = self._splits(context)
+            k = self.n_members
+            masks = None if fold_masks is None else np.repeat(fold_masks, k, axis=0)
+            model = context.fit(candidate, steps=self.cv_steps or max(1, self.steps // 8),
+                                masks=masks, splits=splits, replicas=k)
+            predicted = (model.predict_members(context.x) - context.mean) / context.spread
+            rows = np.concatenate([test for _, test in splits])
+            groups = np.concatenate([np.full(len(test), j) for j, (_, test) in enumerate(splits)])
+            members = predicted[rows].reshape(len(rows), len(splits), k, -1)[
+                np.arange(len(rows)), groups]  # (rows, k, m): the fold's members at its rows
+            spreads = members.std(1, ddof=1) if k > 1 else np.zeros_like(members[:, 0])
+            done = {"rows": rows.tolist(), "spreads": spreads.tolist(),
+                    "residuals": (context.t[rows] - members.mean(1)).tolist()}
+            context.remember("calibration", done)
+        rows = np.asarray(done["rows"])
+        residuals, spreads = np.asarray(done["residuals"]), np.asarray(done["spreads"])
+        # No noise level: a GP's white noise, the one estimate at hand, also
+        # takes up its own misfit (on clean data as much as the networks'
+        # error), so the floor holds all error the spread does not explain.
+        calibration = fit_calibration(residuals, spreads, context.weights[rows])
+        std = calibration.std(spreads, observation=True)
+        zeros = np.zeros_like(residuals)
+        results = {"coverage": coverage(residuals, zeros, std),
+                   "nll": gaussian_nll(residuals, zeros, std),
+                   "raw_coverage": coverage(residuals, zeros, spreads)}
+        if self.verbose:
+            print(f"GradINNRegressor: calibration scale {calibration.scale}, floor "
+                  f"{calibration.floor}; held-out 90 % coverage {results['coverage']:.2f} "
+                  f"(raw spread {results['raw_coverage']:.2f})", flush=True)
+        return calibration, results
 
     def _fixed_candidate(self) -> Candidate:
         if isinstance(self.prior, Candidate):
@@ -404,7 +469,9 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                              f"'screened', which is derived); got {names}")
         return chosen, screening
 
-    def _cross_validate(self, context: _Context) -> tuple[Candidate, np.ndarray | None]:
+    def _cross_validate(self, context: _Context
+                        ) -> tuple[Candidate, np.ndarray | None, np.ndarray | None]:
+        """The best candidate, and with "screened" its input mask and its folds' masks."""
         chosen, screening = self._candidate_list()
         splits = self._splits(context)
         cv_steps = self.cv_steps or max(1, self.steps // 8)
@@ -424,7 +491,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                 context.remember("screen", masks)
             if masks:
                 screened = (dataclasses.replace(base, name="screened"),
-                            np.asarray(masks[1], np.float32))
+                            np.asarray(masks[1], np.float32), np.asarray(masks[0], np.float32))
                 self._score(context, screened[0], splits, cv_steps,
                             np.asarray(masks[0], np.float32), tried, losses, seconds)
         scores = -np.array(losses)  # (candidates, folds)
@@ -440,7 +507,9 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             "gradient_weight": np.array([c.gradient_weight for c in tried]),
         }
         best = tried[self.best_index_]
-        return (best, screened[1]) if best.name == "screened" else (best, None)
+        if best.name == "screened":
+            return best, screened[1], screened[2]
+        return best, None, None
 
     def _score(self, context, candidate, splits, cv_steps, masks, tried, losses, seconds):
         """Cross-validates `candidate`; returns its stack (None if its scores were on disk)."""
@@ -467,23 +536,46 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     # --------------------------------------------------------------- predicting
 
-    def predict(self, X) -> np.ndarray:
-        """Predictions (n,) or (n, m) in the units of y, as y was given to `fit`."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*outside the bounds.*")
-            predicted = self.model_.predict(X, batch_size=4096, verbose=0).astype(np.float64)
-        return predicted[:, 0] if self._y_ndim == 1 else predicted
+    def predict(self, X, return_std: bool = False):
+        """Predictions (n,) or (n, m) in the units of y, as y was given to `fit`.
 
-    def predict_gradient(self, X) -> np.ndarray:
-        """The Jacobian dy/dx in user units: (n, d) for a 1-D y, else (n, m, d)."""
+        With `return_std=True`, `(mean, std)`: the ensemble's mean and the
+        standard deviation of its error there, the members' spread as
+        `calibration_` scales it, plus its floor. The floor is calibrated
+        on held-out targets: with noisy data it includes the noise, so the
+        intervals are then those of a new observation, wider than the
+        function's.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*outside the bounds.*")
-            jacobian = self.model_.predict_gradient(X, batch_size=4096).astype(np.float64)
-        return jacobian[:, 0] if self._y_ndim == 1 else jacobian
+            if return_std:
+                predicted = self.model_.predict(X, batch_size=4096, return_std=True)
+            else:
+                predicted = (self.model_.predict(X, batch_size=4096, verbose=0),)
+        predicted = tuple(self._shaped(p, 1) for p in predicted)
+        return predicted if return_std else predicted[0]
+
+    def predict_gradient(self, X, return_std: bool = False):
+        """The Jacobian dy/dx in user units: (n, d) for a 1-D y, else (n, m, d).
+
+        With `return_std=True`, `(mean, std)`: the members' mean Jacobian and
+        its element-wise standard deviation (their spread times the
+        calibration's scale; the floor does not enter).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*outside the bounds.*")
+            jacobian = self.model_.predict_gradient(X, batch_size=4096, return_std=return_std)
+        jacobian = tuple(self._shaped(j, 1) for j in (jacobian if return_std else (jacobian,)))
+        return jacobian if return_std else jacobian[0]
+
+    def _shaped(self, values: np.ndarray, axis: int) -> np.ndarray:
+        """Float64 values with the outputs' axis dropped when y was 1-D."""
+        values = np.asarray(values, dtype=np.float64)
+        return values.take(0, axis=axis) if self._y_ndim == 1 else values
 
     # ------------------------------------------------------------ saving
 
@@ -508,6 +600,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                 "best_prior": self.best_prior_, "best_candidate": self.best_candidate_.as_dict(),
                 "best_index": self.best_index_,
                 "cv_results": results, "y_ndim": self._y_ndim,
+                "calibration_results": self.calibration_results_,
                 "feature_names_in": (None if not hasattr(self, "feature_names_in_")
                                      else [str(n) for n in self.feature_names_in_])}
 
@@ -543,6 +636,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         estimator.cv_results_ = {key: (np.asarray(value) if key != "params" else value)
                                  for key, value in info["cv_results"].items()}
         estimator._y_ndim = info["y_ndim"]
+        estimator.calibration_ = model.calibration
+        estimator.calibration_results_ = info.get("calibration_results", {})
         estimator.bounds_ = np.asarray(model.bounds)
         estimator.n_features_in_ = model.input_dim
         estimator.n_outputs_ = model.output_dim
@@ -567,10 +662,10 @@ class _Context:
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.estimator, self.x, self.y, self.weights = estimator, x, y, weights
-        mean = np.average(y, axis=0, weights=weights)
-        spread = np.sqrt(np.average((y - mean) ** 2, axis=0, weights=weights))
+        self.mean = np.average(y, axis=0, weights=weights)
+        spread = np.sqrt(np.average((y - self.mean) ** 2, axis=0, weights=weights))
         self.spread = np.where(spread > 0, spread, 1.0)
-        self.t = (y - mean) / self.spread
+        self.t = (y - self.mean) / self.spread
         self.seed = seed
         seeds = np.random.SeedSequence(seed).generate_state(4) % (2**31 - 1)
         self.network_seed, self.prior_seed, self.collocation_seed, pool_seed = map(int, seeds)
@@ -626,8 +721,9 @@ class _Context:
         return model, saver.history
 
     def fit(self, candidate: Candidate, *, steps: int, masks, splits, epochs: int = 1,
-            callbacks=(), resume=None):
-        """`candidate` fitted as a stack: one member per (train, test) split, or one on all rows."""
+            callbacks=(), resume=None, replicas: int = 1):
+        """`candidate` fitted as a stack: `replicas` members per (train, test) split (fold-major),
+        or `n_members` on all rows."""
         import keras
 
         from keras_gradinn import priors
@@ -636,8 +732,9 @@ class _Context:
         from keras_gradinn.stacked import StackedMLP
 
         e, n = self.estimator, len(self.x)
-        members = e.n_members if splits is None else len(splits)
-        kept = [np.arange(n)] * members if splits is None else [train for train, _ in splits]
+        members = e.n_members if splits is None else len(splits) * replicas
+        kept = [np.arange(n)] * members if splits is None else \
+            [train for train, _ in splits for _ in range(replicas)]
         weights = np.zeros((n, members))
         for j, rows in enumerate(kept):
             weights[rows, j] = self.weights[rows] * n / self.weights[rows].sum()

@@ -2,7 +2,10 @@
 
 Both formats take raw inputs `x` (float32, shape (n, d), the user's units)
 and return `y` (n, m) and, on request, `dy_dx` (n, m, d) with
-`dy_dx[b, i, j] = d y_i / d x_j`; the normalisation is inside the graph.
+`dy_dx[b, i, j] = d y_i / d x_j`; the normalisation is inside the graph. An
+ensemble (a stacked network, or a calibrated model) also returns `y_std`
+and, beside `dy_dx`, `dy_dx_std`: the standard deviations of
+`GradINN.predictive_outputs`.
 Every artifact is written to a temporary sibling, checked in a fresh Python
 process that does not import this package, and only then moved into place:
 a failed export leaves nothing at the target path.
@@ -61,6 +64,23 @@ def _check_tolerances(atol: float, rtol: float) -> None:
     non_negative(rtol, "rtol")
 
 
+def _with_std(model: GradINN, with_std: bool | None) -> bool:
+    """Whether an artifact has standard deviations: by default, for ensembles."""
+    if with_std is None:
+        return (model._stacked and model.members > 1) or model.calibration is not None
+    if not isinstance(with_std, bool):
+        raise TypeError(f"with_std must be True, False or None; got {with_std!r}")
+    return with_std
+
+
+def _output_names(with_gradient: bool, with_std: bool) -> list[str]:
+    """The artifact's outputs, in order."""
+    names = ["y", "y_std"] if with_std else ["y"]
+    if with_gradient:
+        names += ["dy_dx", "dy_dx_std"] if with_std else ["dy_dx"]
+    return names
+
+
 def _input_spec(model: GradINN) -> tf.TensorSpec:
     return tf.TensorSpec((None, model.input_dim), tf.float32, name="x")
 
@@ -74,13 +94,15 @@ def _weights_hash(model: GradINN) -> str:
     return digest.hexdigest()
 
 
-def metadata(model: GradINN, *, with_gradient: bool, opset: int | None = None) -> dict:
+def metadata(model: GradINN, *, with_gradient: bool, opset: int | None = None,
+             with_std: bool = False) -> dict:
     """The JSON-serialisable description embedded in every artifact.
 
     Args:
         model: the exported model.
         with_gradient: whether the artifact returns `dy_dx`.
         opset: the ONNX opset, for ONNX files.
+        with_std: whether it returns `y_std` (and `dy_dx_std`).
 
     Returns:
         A dict with versions, input and output names and shapes, bounds,
@@ -90,9 +112,9 @@ def metadata(model: GradINN, *, with_gradient: bool, opset: int | None = None) -
     from keras_gradinn import __version__
 
     d, m = model.input_dim, model.output_dim
-    outputs = {"y": [None, m]}
-    if with_gradient:
-        outputs["dy_dx"] = [None, m, d]
+    shapes = {"y": [None, m], "y_std": [None, m], "dy_dx": [None, m, d],
+              "dy_dx_std": [None, m, d]}
+    outputs = {name: shapes[name] for name in _output_names(with_gradient, with_std)}
     record = {
         "package": "keras_gradinn",
         "package_version": __version__,
@@ -109,6 +131,8 @@ def metadata(model: GradINN, *, with_gradient: bool, opset: int | None = None) -
         "prior": {"name": model.prior.name, "trainable": model.prior_trainable,
                   "weights": int(model.prior.count_params())},
         "gradient_weight": model.gradient_weight,
+        "members": model.members,
+        "calibration": None if model.calibration is None else model.calibration.as_dict(),
         "weights_sha256": _weights_hash(model),
     }
     if opset is not None:
@@ -133,6 +157,7 @@ def to_saved_model(
     *,
     version: int | None = None,
     with_gradient: bool = True,
+    with_std: bool | None = None,
     verify: bool = True,
     atol: float = 1e-5,
     rtol: float = 1e-5,
@@ -140,10 +165,10 @@ def to_saved_model(
     """Writes a TF Serving SavedModel to `base_dir/<version>/`.
 
     Signatures: `serving_default` (input `x`, output `y`) and, with
-    `with_gradient`, `predict_with_gradient` (outputs `y` and `dy_dx`). The
-    Jacobian is the same reverse-mode computation as
-    `GradINN.predict_gradient`. The metadata is written to
-    `assets.extra/keras_gradinn.json`.
+    `with_gradient`, `predict_with_gradient` (outputs `y` and `dy_dx`); with
+    `with_std`, each also returns `y_std` (and `dy_dx_std`). The Jacobian is
+    the same reverse-mode computation as `GradINN.predict_gradient`. The
+    metadata is written to `assets.extra/keras_gradinn.json`.
 
     Args:
         model: a `GradINN`.
@@ -151,6 +176,8 @@ def to_saved_model(
         version: a positive integer; default: one more than the largest
             existing version. An existing version is never overwritten.
         with_gradient: add the `predict_with_gradient` signature.
+        with_std: add the standard deviations; None (default): for an
+            ensemble (a stacked network) or a calibrated model.
         verify: check the artifact against Keras in a fresh process first.
         atol: absolute tolerance of that check, in standardised units (see
             `verify`).
@@ -177,15 +204,27 @@ def to_saved_model(
         raise FileExistsError(f"{str(target)!r} exists; SavedModel versions are never overwritten")
 
     spec = _input_spec(model)
+    with_std = _with_std(model, with_std)
     try:
         with files.staged(target, directory=True) as artifact:
             archive = keras.export.ExportArchive()
             archive.track(model)
-            archive.add_endpoint(
-                "serving_default", lambda x: {"y": model(x, training=False)},
-                input_signature=[spec],
-            )
-            if with_gradient:
+            if with_std:
+                archive.add_endpoint(
+                    "serving_default", lambda x: model.predictive_outputs(x, gradient=False),
+                    input_signature=[spec],
+                )
+            else:
+                archive.add_endpoint(
+                    "serving_default", lambda x: {"y": model(x, training=False)},
+                    input_signature=[spec],
+                )
+            if with_gradient and with_std:
+                archive.add_endpoint(
+                    "predict_with_gradient", lambda x: model.predictive_outputs(x),
+                    input_signature=[spec],
+                )
+            elif with_gradient:
                 archive.add_endpoint(
                     "predict_with_gradient",
                     lambda x: dict(zip(("y", "dy_dx"), model.value_and_jacobian(x))),
@@ -194,7 +233,7 @@ def to_saved_model(
             archive.write_out(str(artifact), verbose=False)
             extra = artifact / "assets.extra"
             extra.mkdir()
-            record = metadata(model, with_gradient=with_gradient)
+            record = metadata(model, with_gradient=with_gradient, with_std=with_std)
             (extra / f"{_METADATA_KEY}.json").write_text(json.dumps(record, indent=2))
             if verify:
                 _verify(model, artifact, atol=atol, rtol=rtol)
@@ -226,8 +265,8 @@ def _rename_values(graph, renames: dict[str, str]) -> None:
         value.name = renames.get(value.name, value.name)
 
 
-def _convert(model: GradINN, *, opset: int, with_gradient: bool):
-    """Converts the model to an ONNX `ModelProto` with inputs `x`, outputs `y`(, `dy_dx`)."""
+def _convert(model: GradINN, *, opset: int, with_gradient: bool, with_std: bool):
+    """Converts the model to an ONNX `ModelProto` with input `x` and `_output_names`' outputs."""
     import tf2onnx
 
     spec = _input_spec(model)
@@ -239,7 +278,12 @@ def _convert(model: GradINN, *, opset: int, with_gradient: bool):
             raise
         explicit = False
 
+    names = _output_names(with_gradient, with_std)
+
     def value_and_gradient(x):
+        if with_std:
+            outputs = model.predictive_outputs(x, gradient=with_gradient, method="forward")
+            return [outputs[name] for name in names]
         if explicit:
             y, dy_dx = model.value_and_jacobian(x, method="forward")
             return [y, dy_dx] if with_gradient else [y]
@@ -248,7 +292,9 @@ def _convert(model: GradINN, *, opset: int, with_gradient: bool):
     function = tf.function(value_and_gradient, input_signature=[spec])
     with _quiet_tf2onnx():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
-    names = ["y", "dy_dx"][: len(proto.graph.output)]
+    if len(proto.graph.output) != len(names):
+        raise ValueError(f"the converted graph has {len(proto.graph.output)} outputs; "
+                         f"expected {names}")
     renames = {output.name: name for output, name in zip(proto.graph.output, names)}
     renames.update({value.name: "x" for value in proto.graph.input})
     _rename_values(proto.graph, renames)
@@ -269,11 +315,12 @@ def to_onnx(
     *,
     opset: int = 17,
     with_gradient: bool = False,
+    with_std: bool | None = None,
     verify: bool = True,
     atol: float = 1e-5,
     rtol: float = 1e-5,
 ) -> pathlib.Path:
-    """Writes one ONNX file with input `x` and outputs `y` (and `dy_dx`).
+    """Writes one ONNX file with input `x` and outputs `y` (and `dy_dx`, `y_std`, `dy_dx_std`).
 
     The graph uses only standard ONNX-domain ops and a dynamic batch
     dimension; `onnx.checker.check_model(full_check=True)` passes. The
@@ -291,6 +338,9 @@ def to_onnx(
         path: the `.onnx` file to write (replaced atomically if it exists).
         opset: ONNX opset, 13 to 18.
         with_gradient: add the `dy_dx` output.
+        with_std: add `y_std` (and with `with_gradient`, `dy_dx_std`); None
+            (default): for an ensemble (a stacked network) or a calibrated
+            model.
         verify: check the file against Keras with onnxruntime in a fresh
             process first.
         atol: absolute tolerance of that check, in standardised units (see
@@ -311,8 +361,9 @@ def to_onnx(
     if not target.parent.is_dir():
         raise ValueError(f"the directory of {str(target)!r} does not exist")
 
-    proto = _convert(model, opset=opset, with_gradient=with_gradient)
-    record = metadata(model, with_gradient=with_gradient, opset=opset)
+    with_std = _with_std(model, with_std)
+    proto = _convert(model, opset=opset, with_gradient=with_gradient, with_std=with_std)
+    record = metadata(model, with_gradient=with_gradient, opset=opset, with_std=with_std)
     entry = proto.metadata_props.add()
     entry.key, entry.value = _METADATA_KEY, json.dumps(record)
     proto.producer_name = "keras_gradinn"
@@ -402,9 +453,10 @@ def verify(
     Loads the SavedModel (`tf.saved_model.load`) or ONNX file (onnxruntime)
     in a fresh Python process that does not import keras_gradinn, evaluates
     it on `n` in-domain points at batch sizes 1 and `n`, and compares every
-    `y` and `dy_dx` with `model.predict` and `model.predict_gradient`:
+    `y` and `dy_dx` with `model.predict` and `model.predict_gradient` (and
+    `y_std`, `dy_dx_std` with their `return_std=True`):
     `|artifact - keras| <= atol * unit + rtol * |keras|` everywhere, where
-    `unit` is the output's standard deviation for `y_i` and
+    `unit` is the output's standard deviation for `y_i` (and `y_std_i`) and
     `std_i / half_width_j` for `dy_dx[:, i, j]`, so that `atol` means the
     same (a fraction of the standardised output) whatever the units.
 
@@ -436,7 +488,10 @@ def verify(
     std = keras.ops.convert_to_numpy(model.output_std).astype(np.float64)
     _, half_width = sampling.centre_and_half_width(model.bounds)
     units = {"y": std[None, :], "dy_dx": (std[:, None] / half_width[None, :])[None]}
+    units.update(y_std=units["y"], dy_dx_std=units["dy_dx"])
     expected = {"y": model.predict(x, verbose=0), "dy_dx": model.predict_gradient(x)}
+    expected["y_std"] = model.predict(x, return_std=True)[1]
+    expected["dy_dx_std"] = model.predict_gradient(x, return_std=True)[1]
     if path.is_dir():
         results = _run_in_fresh_process(_SAVED_MODEL_RUNNER, path, x)
     else:

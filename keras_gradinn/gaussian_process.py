@@ -4,7 +4,8 @@ An ARD Matern 5/2 kernel, `k(z, z') = c (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r)`
 with `r^2 = sum_j (z_j - z'_j)^2 / l_j^2`, plus white noise, fitted by
 scikit-learn's `GaussianProcessRegressor` (one process per output) on inputs
 normally scaled to [-1, 1]^d. `GaussianProcess` keeps the posterior mean in
-closed form, with its exact gradient. `kernels.KernelField` evaluates that
+closed form, with its exact gradient, and the posterior standard deviation
+from the kernel matrix's Cholesky factor. `kernels.KernelField` evaluates that
 gradient in a Keras graph as a GradINN prior; the benchmark baseline
 (`bench.gp`) and the scaling study (`bench.scale`) fit the same GP. This
 module imports only NumPy (scikit-learn when fitting), so that a process
@@ -35,6 +36,12 @@ class GaussianProcess:
         mean: the posterior mean far from the data, shape (m,).
         noise: the fitted white-noise variance per output, in units of the
             targets' variance, shape (m,).
+        amplitude: the kernel's variance `c` per output, in the same units,
+            shape (m,).
+        target_std: the targets' standard deviation those units refer to,
+            shape (m,).
+        cholesky: the lower Cholesky factor of each output's kernel matrix on
+            the centres (noise included), shape (m, N, N).
     """
 
     centres: np.ndarray
@@ -42,6 +49,9 @@ class GaussianProcess:
     length_scales: np.ndarray
     mean: np.ndarray
     noise: np.ndarray
+    amplitude: np.ndarray | None = None
+    target_std: np.ndarray | None = None
+    cholesky: np.ndarray | None = None
 
     def _weights(self, z: np.ndarray, output: int, slope: bool) -> tuple[np.ndarray, np.ndarray]:
         scaled = (z[:, None, :] - self.centres[None]) / self.length_scales[output]
@@ -60,6 +70,31 @@ class GaussianProcess:
             for o in range(len(self.mean)):
                 k, _ = self._weights(rows, o, slope=False)
                 out[start:start + block, o] = self.mean[o] + k @ self.coefficients[o]
+        return out
+
+    def std(self, z: np.ndarray, *, observation: bool = False, block: int = 2048) -> np.ndarray:
+        """The posterior standard deviation at normalised points `z`; shape (n, m).
+
+        Of the latent function, or with `observation` of a new noisy
+        observation (adding the white noise, as scikit-learn's
+        `predict(return_std=True)` does).
+        """
+        from scipy.linalg import solve_triangular
+
+        if self.cholesky is None:
+            raise ValueError("this GaussianProcess keeps no Cholesky factor (fit it with fit_gp)")
+        z = np.asarray(z, np.float64)
+        out = np.empty((len(z), len(self.mean)))
+        for start in range(0, len(z), block):
+            rows = z[start:start + block]
+            for o in range(len(self.mean)):
+                k, _ = self._weights(rows, o, slope=False)
+                v = solve_triangular(self.cholesky[o], self.amplitude[o] * k.T, lower=True)
+                variance = self.amplitude[o] - np.sum(v**2, axis=0)
+                if observation:
+                    variance = variance + self.noise[o]
+                out[start:start + block, o] = self.target_std[o] * np.sqrt(
+                    np.maximum(variance, 0.0))
         return out
 
     def gradient(self, z: np.ndarray, *, block: int = 2048) -> np.ndarray:
@@ -116,7 +151,7 @@ def fit_gp(
     fitted = np.arange(len(z))
     if fit_points is not None and len(z) > fit_points:
         fitted = np.sort(rng.choice(len(z), fit_points, replace=False))
-    coefficients, lengths, means, noises = [], [], [], []
+    coefficients, lengths, means, noises, amplitudes, stds, factors = [], [], [], [], [], [], []
     for column in t.T:
         kernel = ConstantKernel(1.0) * Matern(length_scale=np.ones(z.shape[1]), nu=2.5) \
             + WhiteKernel(1e-5)
@@ -135,6 +170,10 @@ def fit_gp(
         lengths.append(np.broadcast_to(np.asarray(product.k2.length_scale, float), (z.shape[1],)))
         means.append(float(np.ravel(gp._y_train_mean)[0]))
         noises.append(float(white.noise_level))
+        amplitudes.append(float(product.k1.constant_value))
+        stds.append(std)
+        factors.append(gp.L_)
     return GaussianProcess(centres=z, coefficients=np.array(coefficients),
                            length_scales=np.array(lengths), mean=np.array(means),
-                           noise=np.array(noises))
+                           noise=np.array(noises), amplitude=np.array(amplitudes),
+                           target_std=np.array(stds), cholesky=np.array(factors))

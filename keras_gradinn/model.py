@@ -38,6 +38,7 @@ from keras_gradinn.jacobian import (
 from keras_gradinn.loop import Loop
 from keras_gradinn.members import Members
 from keras_gradinn.standardise import Standardise
+from keras_gradinn.uncertainty import Calibration
 from keras_gradinn.validation import integer_in, non_negative, positive_int
 
 __all__ = ["GradINN", "NonFiniteLossError"]
@@ -165,7 +166,9 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
     units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
 
     A stacked `network` holds k members trained together in one step; see
-    `keras_gradinn.members`.
+    `keras_gradinn.members`. Their spread is the model's uncertainty:
+    `predict(x, return_std=True)` and `predict_gradient(x, return_std=True)`
+    give a standard deviation beside the mean (see `calibration`).
 
     `fit`/`evaluate` report `loss`, `data_loss` (the compiled loss, "mse"
     by default, on standardised targets, honouring `sample_weight`, plus any
@@ -211,6 +214,9 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         output_labels: names of the m outputs (default `y0, y1, ...`).
         metadata: a JSON-serialisable dict saved with the model, for the
             tools that made it (`GradINNRegressor` keeps its choice there).
+        calibration: how the members' spread becomes a standard deviation
+            (a `keras_gradinn.uncertainty.Calibration` or its dict; None:
+            the raw spread); see the `calibration` property.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -240,6 +246,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         input_labels: Sequence[str] | None = None,
         output_labels: Sequence[str] | None = None,
         metadata: dict | None = None,
+        calibration: Calibration | dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -268,6 +275,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         self.input_labels = _check_labels(input_labels, d, "x", "input_labels")
         self.output_labels = _check_labels(output_labels, m, "y", "output_labels")
         self.metadata = metadata
+        self._init_members(calibration)
 
         self._init_scales(*sampling.centre_and_half_width(self.bounds), m)
         # Counts training steps so that collocation draws are a pure function
@@ -493,16 +501,27 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
 
     # ------------------------------------------------------------- prediction
 
-    def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict` in user units; warns about out-of-bounds rows."""
+    def predict(self, x, *args, return_std: bool = False, **kwargs):
+        """`keras.Model.predict` in user units; warns about out-of-bounds rows.
+
+        With `return_std=True` (array inputs only), returns `(mean, std)`,
+        each (n, m): the members' mean and the predictive standard
+        deviation of `predictive_outputs`; `batch_size` is the only other
+        argument it takes.
+        """
         if x is None:
             raise ValueError("predict needs inputs x; got None")
+        if return_std:
+            if not is_array_like(x) or args or set(kwargs) - {"batch_size", "verbose"}:
+                raise ValueError("predict(return_std=True) takes an array x and batch_size only")
+            outputs = self._predictive(x, False, kwargs.get("batch_size") or 1024)
+            return outputs["y"], outputs["y_std"]
         if is_array_like(x):
             x = self._check_points(x, "x", strict=False)
         return super().predict(x, *args, **kwargs)
 
-    def predict_gradient(self, x: Any, *, batch_size: int = 1024,
-                         members: bool = False) -> np.ndarray:
+    def predict_gradient(self, x: Any, *, batch_size: int = 1024, members: bool = False,
+                         return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """The Jacobian dy/dx in user units.
 
         Args:
@@ -510,12 +529,20 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
             batch_size: rows per evaluation.
             members: for a stacked network, each member's Jacobian instead
                 of the Jacobian of their mean.
+            return_std: also return the Jacobian's element-wise standard
+                deviation (see `predictive_outputs`).
 
         Returns:
             A float32 array `J` of shape (n, m, d) with
             `J[b, i, j] = d y_i / d x_j` at `x[b]`; with `members`,
-            (n, k, m, d).
+            (n, k, m, d); with `return_std`, `(J, J_std)`.
         """
+        if return_std:
+            if members:
+                raise ValueError("return_std gives the spread of the members' mean; "
+                                 "it does not apply with members=True")
+            outputs = self._predictive(x, True, batch_size)
+            return outputs["dy_dx"], outputs["dy_dx_std"]
         batch_size = positive_int(batch_size, "batch_size")
         x = self._check_points(x, "x", strict=False).astype(self.compute_dtype)
         if self._jacobian_function is None:
@@ -582,6 +609,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
             input_labels=self.input_labels,
             output_labels=self.output_labels,
             metadata=self.metadata,
+            calibration=None if self.calibration is None else self.calibration.as_dict(),
         )
         return config
 

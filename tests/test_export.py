@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import tensorflow as tf
 from conftest import SUBPROCESS_TIMEOUT
 
 import keras_gradinn as kg
@@ -32,17 +33,31 @@ def trained_model(activation="silu", m=1, network=None):
 
 
 @pytest.mark.parametrize("m", [1, 3])
-def test_a_stacked_network_exports_the_members_mean_and_its_jacobian(tmp_path, m):
+def test_a_stacked_network_exports_the_members_mean_its_jacobian_and_their_spread(tmp_path, m):
     model = trained_model(m=m, network=kg.mlp(3, m, width=16, depth=2, seed=1, members=4))
+    model.calibration = {"scale": [1.5] * m, "floor": [0.05] * m, "noise": [0.1] * m}
     path = export.to_onnx(model, tmp_path / "model.onnx", with_gradient=True)
     x = kg.sampling.sample(50, BOUNDS, seed=5)
     out = onnx_outputs(path, x)
-    np.testing.assert_allclose(out["y"], model.predict_members(x).mean(axis=1), rtol=1e-5,
+    assert list(out) == ["y", "y_std", "dy_dx", "dy_dx_std"]
+    members, slopes = model.predict_members(x), model.predict_gradient(x, members=True)
+    np.testing.assert_allclose(out["y"], members.mean(axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["dy_dx"], slopes.mean(axis=1), rtol=1e-5, atol=1e-5)
+    floor = 0.05 * model.output_std.numpy()
+    np.testing.assert_allclose(out["y_std"], np.hypot(1.5 * members.std(axis=1, ddof=1), floor),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["dy_dx_std"], 1.5 * slopes.std(axis=1, ddof=1), rtol=1e-4,
                                atol=1e-5)
-    np.testing.assert_allclose(out["dy_dx"], model.predict_gradient(x, members=True).mean(axis=1),
-                               rtol=1e-5, atol=1e-5)
+    described = json.loads(onnx.load(path).metadata_props[0].value)
+    assert list(described["outputs"]) == ["y", "y_std", "dy_dx", "dy_dx_std"]
+    assert described["calibration"] == model.calibration.as_dict()
+    plain = onnx_outputs(export.to_onnx(model, tmp_path / "plain.onnx", with_std=False), x)
+    assert list(plain) == ["y"]
     serving = export.to_saved_model(model, tmp_path / "serving", with_gradient=True)
-    assert (serving / "saved_model.pb").is_file()
+    loaded = tf.saved_model.load(str(serving))
+    outputs = loaded.signatures["predict_with_gradient"](x=tf.constant(x, tf.float32))
+    np.testing.assert_allclose(outputs["y_std"], out["y_std"], rtol=1e-4, atol=1e-5)
+    assert set(loaded.signatures["serving_default"].structured_outputs) == {"y", "y_std"}
 
 
 def onnx_outputs(path, x):

@@ -25,6 +25,11 @@ def test_the_mean_matches_scikit_learn_and_the_gradient_matches_finite_differenc
         reference = GaussianProcessRegressor(kernel, normalize_y=True).fit(Z, T[:, o])
         np.testing.assert_allclose(process.predict(POINTS)[:, o], reference.predict(POINTS),
                                    rtol=1e-6, atol=1e-8)
+        _, observed = reference.predict(POINTS, return_std=True)  # the white noise included
+        np.testing.assert_allclose(process.std(POINTS, observation=True)[:, o], observed,
+                                   rtol=1e-5, atol=1e-8)
+        latent = np.sqrt(observed**2 - reference.kernel_.k2.noise_level * reference._y_train_std**2)
+        np.testing.assert_allclose(process.std(POINTS)[:, o], latent, rtol=1e-4, atol=1e-8)
     step = 1e-4
     differences = np.stack([
         (process.predict(POINTS + step * e) - process.predict(POINTS - step * e)) / (2 * step)

@@ -31,6 +31,10 @@ class GaussianProcess:
         """Posterior means, shape (n, m)."""
         return self.process.predict(self._scaled(x))
 
+    def std(self, x: np.ndarray, *, observation: bool = False) -> np.ndarray:
+        """Posterior standard deviations, shape (n, m): of the function, or of an observation."""
+        return self.process.std(self._scaled(x), observation=observation)
+
     def gradient(self, x: np.ndarray) -> np.ndarray:
         """Jacobians of the posterior means, shape (n, m, d), in the problem's units."""
         return self.process.gradient(self._scaled(x)) / self.half_width

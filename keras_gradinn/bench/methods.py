@@ -139,7 +139,8 @@ class Settings:
         common = dict(bounds=problem.bounds, contains=problem.contains, width=self.width,
                       depth=self.depth, activation=self.activation, steps=self.steps,
                       learning_rate=self.learning_rate, batch_size=max(n, 1),
-                      n_collocation=self.n_collocation, n_members=1, random_state=seed)
+                      n_collocation=self.n_collocation, n_members=1, calibrate=False,
+                      random_state=seed)
         candidates = self.candidates(n)
         if len(candidates) == 1 and not self.screening:
             return GradINNRegressor(candidates[0], **common)
