@@ -107,6 +107,26 @@ def test_tables_show_mean_and_std_per_cell():
     assert "| ∇ |  | 4 ± 2.8 | 1 ± 0 |" in text
 
 
+def test_coverage_and_nll_are_tabled_for_the_methods_that_have_them():
+    records = [
+        {"problem": p, "method": m, "n": n, "noise": noise, "seed": 0, "rmse": 1.0,
+         "grad_rmse": 1.0, "train_seconds": 1.0, **extra}
+        for p, m, n, noise, extra in (
+            ("p", "gradinn-auto", 10, 0.0, {"coverage": 0.8, "nll": -1.0}),
+            ("p", "gradinn-auto", 20, 0.0, {"coverage": 1.0, "nll": -2.0}),
+            ("p", "gp", 10, 0.0, {"coverage": 0.9, "nll": -3.0}),
+            ("p", "snn", 10, 0.0, {}),
+            ("q", "gradinn-auto", 10, 0.05, {"coverage": 0.5, "nll": 1.0}))
+    ]
+    cells = report.tables(records)
+    assert "| 90 % cover |  | 0.80 | - | 0.90 |" in cells
+    assert "| NLL |  | -1 | - | -3 |" in cells
+    summary = report.uncertainty(records)
+    assert "| p | 0 | 0.90, -1.5 (2) | 0.90, -3 (1) |" in summary
+    assert "| q | 0.05 | 0.50, 1 (1) | - |" in summary
+    assert "| all |  | 0.70, - (2 groups) | 0.90, - (1 groups) |" in summary
+
+
 def test_ratios_compare_gradinn_with_the_baselines():
     records = [
         {"problem": "p", "method": m, "n": n, "noise": 0.0, "seed": 0, "rmse": v, "grad_rmse": g}
@@ -222,10 +242,15 @@ def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
         assert {"problem", "method", "n", "noise", "seed", "rmse", "nrmse", "grad_rmse",
                 "train_seconds"} <= set(record)
         assert record["quick"] and np.isfinite(record["rmse"]) and record["grad_rmse"] > 0
+        # The calibrated ensemble and the GP give standard deviations; the others none.
+        has_std = record["method"] in ("gp", "gradinn-auto")
+        assert ("coverage" in record) == ("nll" in record) == has_std
+        assert not has_std or (0 <= record["coverage"] <= 1 and np.isfinite(record["nll"]))
     assert (out / "img" / "stokes_sphere_rmse.png").stat().st_size > 0
     assert list((out / "img").glob("stokes_sphere_field_*.png"))
     assert "### stokes_sphere, noise 0" in (out / "tables.md").read_text()
     assert "GradINN-auto beats S-NN in" in (out / "tables.md").read_text()
+    assert "## Uncertainty" in (out / "tables.md").read_text()
     before = (out / "runs.jsonl").read_text()
     assert main(argv) == 0  # everything is done: nothing is trained again
     assert (out / "runs.jsonl").read_text() == before

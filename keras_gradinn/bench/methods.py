@@ -192,13 +192,16 @@ class Fitted:
 
     `chosen` names the prior GradINN chose (`gradinn` with alternatives or
     screening, `gradinn-auto`), and `train_seconds` then includes the
-    held-out fits.
+    held-out fits. `std` gives the standard deviation of the prediction
+    (of the function, not of a noisy observation) for the methods that
+    have one: `gradinn-auto` (its calibrated ensemble) and `gp`.
     """
 
     predict: Any
     gradient: Any
     train_seconds: float
     chosen: str | None = None
+    std: Any = None
 
 
 class EquationModel(GradINN):
@@ -256,10 +259,14 @@ def _network_model(method: str, problem: Problem, y: np.ndarray, settings: Setti
 
 
 def _fitted(model: GradINN, seconds: float, chosen: str | None = None) -> Fitted:
+    def std(points):
+        return model.predict(points, batch_size=4096, return_std=True)[1].astype(float)
+
     return Fitted(
         predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
         gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
-        train_seconds=seconds, chosen=chosen)
+        train_seconds=seconds, chosen=chosen,
+        std=std if model.calibration is not None else None)
 
 
 def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
@@ -296,7 +303,7 @@ def _fit_gp(problem: Problem, x: np.ndarray, y: np.ndarray, seed: int) -> Fitted
     start = time.perf_counter()
     gp = fit_gp(x, y, problem.bounds, seed=seed)
     seconds = time.perf_counter() - start
-    return Fitted(predict=gp.predict, gradient=gp.gradient, train_seconds=seconds)
+    return Fitted(predict=gp.predict, gradient=gp.gradient, train_seconds=seconds, std=gp.std)
 
 
 def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,

@@ -18,7 +18,7 @@ import numpy as np
 from keras_gradinn.plots import new_figure
 
 __all__ = ["auto_summary", "fill", "headline", "plot_fields", "plot_rmse", "ratios", "tables",
-           "write"]
+           "uncertainty", "write"]
 
 METHOD_ORDER = ("gradinn-auto", "gradinn-auto-nokernel", "gradinn", "snn", "pinn", "gp")
 LABELS = {"gradinn-auto": "GradINN-auto", "gradinn-auto-nokernel": "auto, no kernel",
@@ -45,7 +45,9 @@ def tables(records: Sequence[dict]) -> str:
     """Markdown: per problem and noise level, rows n, columns methods.
 
     Cells are `mean ± std` over seeds of the value RMSE, then of the gradient
-    RMSE, then the seed count and mean training seconds.
+    RMSE, then the seed count and mean training seconds; for methods with a
+    standard deviation also the mean 90 % interval coverage and Gaussian
+    negative log-likelihood of the test targets.
     """
     cells = _cells(records)
     out = []
@@ -58,7 +60,7 @@ def tables(records: Sequence[dict]) -> str:
             out.append("| n | seeds | " + " | ".join(LABELS[m] for m in methods) + " |")
             out.append("| --- | --- |" + " --- |" * len(methods))
             for n in sorted({k[2] for k in cells if k[0] == problem and k[1] == noise}):
-                row, grad, seconds, seeds = [], [], [], set()
+                row, grad, seconds, cover, nll, seeds = [], [], [], [], [], set()
                 for m in methods:
                     runs = cells.get((problem, noise, n, m), [])
                     seeds |= {len(runs)}
@@ -66,10 +68,17 @@ def tables(records: Sequence[dict]) -> str:
                     grad.append(_mean_std([r["grad_rmse"] for r in runs]) if runs else "-")
                     seconds.append(f"{np.mean([r['train_seconds'] for r in runs]):.0f} s"
                                    if runs else "-")
+                    scored = [r for r in runs if "coverage" in r]
+                    cover.append(f"{np.mean([r['coverage'] for r in scored]):.2f}"
+                                 if scored else "-")
+                    nll.append(f"{np.mean([r['nll'] for r in scored]):.3g}" if scored else "-")
                 count = "/".join(str(s) for s in sorted(seeds))
                 out.append(f"| {n} | {count} | " + " | ".join(row) + " |")
                 out.append("| ∇ |  | " + " | ".join(grad) + " |")
                 out.append("| time |  | " + " | ".join(seconds) + " |")
+                if any(c != "-" for c in cover):
+                    out.append("| 90 % cover |  | " + " | ".join(cover) + " |")
+                    out.append("| NLL |  | " + " | ".join(nll) + " |")
             out.append("")
     return "\n".join(out)
 
@@ -191,6 +200,9 @@ def write(records: Sequence[dict], out: str | os.PathLike, *,
     if any(r["method"] == "gradinn-auto" for r in records):
         sections += ("\n## GradINN-auto (library defaults) against S-NN, tuned GradINN and "
                      "the GP\n\n" + auto_summary(records))
+    if any("coverage" in r for r in records):
+        sections += ("\n## Uncertainty: GradINN-auto's calibrated ensemble and the GP\n\n"
+                     + uncertainty(records))
     path.write_text(sections + "\n## Tuned GradINN against S-NN and the GP\n\n"
                     + ratios(records) + "\n## All cells\n\n" + tables(records))
     page = folder.with_suffix(".md")
@@ -276,6 +288,38 @@ def headline(records: Sequence[dict], *, cell: tuple[str, int, float] | None = N
     out += ["", "Runs per cell: " + ", ".join(
         f"{LABELS[m]} {'/'.join(map(str, counts))}" for m, counts in seeds.items() if counts)
         + "."]
+    return "\n".join(out) + "\n"
+
+
+def uncertainty(records: Sequence[dict]) -> str:
+    """Markdown: per problem and noise, the 90 % coverage and NLL of the methods that have them.
+
+    Means over the sizes and seeds of the runs that report a standard
+    deviation (`coverage`, `nll`); the last row averages every such run of a
+    method, each problem and noise level weighing alike.
+    """
+    scored = [r for r in records if "coverage" in r]
+    methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in scored)]
+    groups = sorted({(r["problem"], float(r["noise"])) for r in scored},
+                    key=lambda k: ([r["problem"] for r in scored].index(k[0]), k[1]))
+    out = ["| problem | noise | " + " | ".join(f"{LABELS[m]}: 90 % cover, NLL (runs)"
+                                               for m in methods) + " |",
+           "| --- | --- |" + " --- |" * len(methods)]
+    averages = collections.defaultdict(list)
+    for problem, noise in groups:
+        row = []
+        for m in methods:
+            runs = [r for r in scored if (r["problem"], float(r["noise"]), r["method"])
+                    == (problem, noise, m)]
+            if not runs:
+                row.append("-")
+                continue
+            cover, nll = np.mean([r["coverage"] for r in runs]), np.mean([r["nll"] for r in runs])
+            averages[m].append(cover)
+            row.append(f"{cover:.2f}, {nll:.3g} ({len(runs)})")
+        out.append(f"| {problem} | {noise:g} | " + " | ".join(row) + " |")
+    out.append("| all |  | " + " | ".join(
+        f"{np.mean(averages[m]):.2f}, - ({len(averages[m])} groups)" for m in methods) + " |")
     return "\n".join(out) + "\n"
 
 
