@@ -225,7 +225,9 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             deviation (None with `calibrate=False`).
         calibration_results_: with `calibrate`, the held-out rows' 90 %
             interval `coverage` and Gaussian `nll` (normalised targets,
-            calibrated in-sample) and the raw spread's `raw_coverage`.
+            calibrated in-sample), the raw spread's `raw_coverage`, and the
+            coverage `observed` of central intervals at probabilities
+            `levels` (`uncertainty.calibration_curve`).
         cv_results_: like `GridSearchCV`'s: `params`, `split<i>_test_score`
             (negative mean squared error of the standardised targets on fold
             i), `mean_test_score`, `std_test_score`, `rank_test_score`,
@@ -370,7 +372,12 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
     def _calibrate(self, context: _Context, candidate: Candidate, fold_masks
                    ) -> tuple[Calibration, dict]:
         """The calibration of the ensemble's spread from `n_members` networks per fold."""
-        from keras_gradinn.uncertainty import coverage, fit_calibration, gaussian_nll
+        from keras_gradinn.uncertainty import (
+            calibration_curve,
+            coverage,
+            fit_calibration,
+            gaussian_nll,
+        )
 
         done = context.recall("calibration")
         if done is None:
@@ -396,9 +403,11 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         calibration = fit_calibration(residuals, spreads, context.weights[rows])
         std = calibration.std(spreads, observation=True)
         zeros = np.zeros_like(residuals)
+        levels, observed = calibration_curve(residuals, zeros, std)
         results = {"coverage": coverage(residuals, zeros, std),
                    "nll": gaussian_nll(residuals, zeros, std),
-                   "raw_coverage": coverage(residuals, zeros, spreads)}
+                   "raw_coverage": coverage(residuals, zeros, spreads),
+                   "levels": levels.tolist(), "observed": observed.tolist()}
         if self.verbose:
             print(f"GradINNRegressor: calibration scale {calibration.scale}, floor "
                   f"{calibration.floor}; held-out 90 % coverage {results['coverage']:.2f} "

@@ -160,7 +160,9 @@ def fitted():
 def test_the_estimator_calibrates_on_held_out_rows(fitted):
     assert isinstance(fitted.calibration_, Calibration)
     assert fitted.model_.calibration == fitted.calibration_
-    assert set(fitted.calibration_results_) == {"coverage", "nll", "raw_coverage"}
+    results = fitted.calibration_results_
+    assert set(results) == {"coverage", "nll", "raw_coverage", "levels", "observed"}
+    assert len(results["levels"]) == len(results["observed"]) == 19
     mean, std = fitted.predict(X, return_std=True)
     assert mean.shape == std.shape == (len(X),) and (std > 0).all()
     np.testing.assert_array_equal(mean, fitted.predict(X))
