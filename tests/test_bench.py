@@ -245,12 +245,14 @@ def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
         # The calibrated ensemble and the GP give standard deviations; the others none.
         has_std = record["method"] in ("gp", "gradinn-auto")
         assert ("coverage" in record) == ("nll" in record) == has_std
-        assert not has_std or (0 <= record["coverage"] <= 1 and np.isfinite(record["nll"]))
+        assert not has_std or (0 <= record["coverage"] <= 1 and np.isfinite(record["nll"])
+                               and len(record["calibration_curve"]) == 19)
     assert (out / "img" / "stokes_sphere_rmse.png").stat().st_size > 0
     assert list((out / "img").glob("stokes_sphere_field_*.png"))
     assert "### stokes_sphere, noise 0" in (out / "tables.md").read_text()
     assert "GradINN-auto beats S-NN in" in (out / "tables.md").read_text()
     assert "## Uncertainty" in (out / "tables.md").read_text()
+    assert (out / "img" / "stokes_sphere_calibration.png").stat().st_size > 0
     before = (out / "runs.jsonl").read_text()
     assert main(argv) == 0  # everything is done: nothing is trained again
     assert (out / "runs.jsonl").read_text() == before

@@ -17,8 +17,8 @@ import numpy as np
 
 from keras_gradinn.plots import new_figure
 
-__all__ = ["auto_summary", "fill", "headline", "plot_fields", "plot_rmse", "ratios", "tables",
-           "uncertainty", "write"]
+__all__ = ["auto_summary", "fill", "headline", "plot_calibration", "plot_fields", "plot_rmse",
+           "ratios", "tables", "uncertainty", "write"]
 
 METHOD_ORDER = ("gradinn-auto", "gradinn-auto-nokernel", "gradinn", "snn", "pinn", "gp")
 LABELS = {"gradinn-auto": "GradINN-auto", "gradinn-auto-nokernel": "auto, no kernel",
@@ -138,6 +138,35 @@ def plot_rmse(records: Sequence[dict], problem: str, path: str | os.PathLike) ->
     figure.savefig(path, dpi=110)
 
 
+def plot_calibration(records: Sequence[dict], problem: str, path: str | os.PathLike) -> None:
+    """Observed against expected coverage of central intervals, per method and noise level.
+
+    Each line is the mean over sizes and seeds of the runs' `calibration_curve`
+    (the fraction of test targets inside the central interval of each
+    probability); a calibrated method lies on the diagonal.
+    """
+    from keras_gradinn.uncertainty import calibration_curve
+
+    levels = calibration_curve([0.0], [0.0], [1.0])[0]
+    figure, axes = new_figure(1, 1, (4.6, 4.2))
+    axis = axes[0][0]
+    axis.plot([0, 1], [0, 1], color="black", linewidth=0.8)
+    runs = [r for r in records if r["problem"] == problem and "calibration_curve" in r]
+    for method in METHOD_ORDER:
+        for style, noise in zip(("-", "--", ":", "-."), sorted({float(r["noise"]) for r in runs})):
+            curves = [r["calibration_curve"] for r in runs
+                      if r["method"] == method and float(r["noise"]) == noise]
+            if curves:
+                axis.plot(levels, np.mean(curves, axis=0), style, marker=".",
+                          color=COLOURS[method],
+                          label=f"{LABELS[method]}, noise {noise:g} ({len(curves)} runs)")
+    axis.set(xlabel="expected coverage", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1),
+             title=f"{problem}: central intervals on the test set")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.savefig(path, dpi=110)
+
+
 def plot_fields(problem, fields: dict[str, np.ndarray], grid: np.ndarray,
                 path: str | os.PathLike, *, title: str) -> None:
     """Truth, then each method's prediction of every output on a 2-D grid."""
@@ -203,6 +232,10 @@ def write(records: Sequence[dict], out: str | os.PathLike, *,
     if any("coverage" in r for r in records):
         sections += ("\n## Uncertainty: GradINN-auto's calibrated ensemble and the GP\n\n"
                      + uncertainty(records))
+        for name in dict.fromkeys(r["problem"] for r in records if "calibration_curve" in r):
+            png = images / f"{name}_calibration.png"
+            plot_calibration(records, name, png)
+            sections += f"\n![{name}: calibration]({os.path.relpath(png, folder)})\n"
     path.write_text(sections + "\n## Tuned GradINN against S-NN and the GP\n\n"
                     + ratios(records) + "\n## All cells\n\n" + tables(records))
     page = folder.with_suffix(".md")

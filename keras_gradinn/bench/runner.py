@@ -160,14 +160,15 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         "version": keras_gradinn.__version__,
     }
     if fitted.std is not None:
-        from keras_gradinn.uncertainty import coverage, gaussian_nll
+        from keras_gradinn.uncertainty import calibration_curve, coverage, gaussian_nll
 
         std = fitted.std(x_test)
         # Per output, then averaged, as the RMSE is: outputs have their own units.
-        record["coverage"] = float(np.mean([coverage(y_test[:, j], prediction[:, j], std[:, j])
-                                            for j in range(problem.m)]))
-        record["nll"] = float(np.mean([gaussian_nll(y_test[:, j], prediction[:, j], std[:, j])
-                                       for j in range(problem.m)]))
+        columns = [(y_test[:, j], prediction[:, j], std[:, j]) for j in range(problem.m)]
+        record["coverage"] = float(np.mean([coverage(*c) for c in columns]))
+        record["nll"] = float(np.mean([gaussian_nll(*c) for c in columns]))
+        record["calibration_curve"] = np.mean([calibration_curve(*c)[1] for c in columns],
+                                              axis=0).round(4).tolist()
     if fields is not None and problem.d == 2:
         folder = pathlib.Path(fields)
         folder.mkdir(parents=True, exist_ok=True)
