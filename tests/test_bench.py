@@ -193,13 +193,16 @@ def test_report_refreshes_the_headline_of_the_page_beside_its_folder(tmp_path):
     records = [{"problem": "friedman1", "method": m, "n": 200, "noise": 0.0, "seed": 0,
                 "rmse": v, "grad_rmse": v, "train_seconds": 1.0}
                for m, v in (("gradinn", 0.02), ("snn", 0.03), ("gp", 0.01))]
+    records[2].update(coverage=0.875, nll=-2.0)
     page = tmp_path / "bench.md"
-    page.write_text("# Bench\n<!-- headline:start -->\nstale\n<!-- headline:end -->\nend\n")
+    page.write_text("# Bench\n<!-- headline:start -->\nstale\n<!-- headline:end -->\nmid\n"
+                    "<!-- uncertainty:start -->\nstale\n<!-- uncertainty:end -->\nend\n")
     other = tmp_path / "other.md"
     other.write_text("# Other, no markers\n")
     report.write(records, tmp_path / "bench")
     assert page.read_text() == report.fill(page.read_text(), "headline", report.headline(records))
     assert "| GradINN (tuned) | 1 | 0.02 ± 0 |" in page.read_text()
+    assert "| friedman1 | 0 | 0.88, -2 (1) |" in page.read_text()
     assert "stale" not in page.read_text() and page.read_text().endswith("end\n")
     report.write(records, tmp_path / "other")  # a page without markers is left alone
     assert other.read_text() == "# Other, no markers\n"

@@ -2,8 +2,9 @@
 
 `write` puts the tables in `OUT/tables.md` and, when the page `OUT.md` beside
 the results folder exists (`docs/benchmarks.md` for `docs/benchmarks/`),
-refreshes the headline table between its `<!-- headline:start -->` and
-`<!-- headline:end -->` markers, so the page's numbers are generated too.
+refreshes the generated blocks between its markers (`<!-- headline:start -->`
+... `<!-- headline:end -->`, likewise `uncertainty`), so the page's numbers
+are generated too.
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ def write(records: Sequence[dict], out: str | os.PathLike, *,
     """Writes `out/tables.md` and the plots (in `images`, default `out/img`).
 
     When a page `out.md` beside the folder holds `<!-- headline:start -->`,
-    its block is refreshed with `headline(records)`.
+    its block is refreshed with `headline(records)`; likewise
+    `<!-- uncertainty:start -->` with `uncertainty(records)`.
     """
     from keras_gradinn import problems
     from keras_gradinn.bench.runner import field_grid
@@ -239,8 +241,12 @@ def write(records: Sequence[dict], out: str | os.PathLike, *,
     path.write_text(sections + "\n## Tuned GradINN against S-NN and the GP\n\n"
                     + ratios(records) + "\n## All cells\n\n" + tables(records))
     page = folder.with_suffix(".md")
-    if page.is_file() and _marker("headline", "start") in page.read_text():
-        page.write_text(fill(page.read_text(), "headline", headline(records)))
+    if page.is_file():
+        text = page.read_text()
+        for name, block in (("headline", headline), ("uncertainty", uncertainty)):
+            if _marker(name, "start") in text:
+                text = fill(text, name, block(records))
+        page.write_text(text)
     return path
 
 
