@@ -112,8 +112,8 @@ def test_coverage_and_nll_are_tabled_for_the_methods_that_have_them():
         {"problem": p, "method": m, "n": n, "noise": noise, "seed": 0, "rmse": 1.0,
          "grad_rmse": 1.0, "train_seconds": 1.0, **extra}
         for p, m, n, noise, extra in (
-            ("p", "gradinn-auto", 10, 0.0, {"coverage": 0.8, "nll": -1.0}),
-            ("p", "gradinn-auto", 20, 0.0, {"coverage": 1.0, "nll": -2.0}),
+            ("p", "gradinn-auto", 10, 0.0, {"coverage": 0.8, "nll": -1.0, "member_rmse": 2.0}),
+            ("p", "gradinn-auto", 20, 0.0, {"coverage": 1.0, "nll": -2.0, "member_rmse": 8.0}),
             ("p", "gp", 10, 0.0, {"coverage": 0.9, "nll": -3.0}),
             ("p", "snn", 10, 0.0, {}),
             ("q", "gradinn-auto", 10, 0.05, {"coverage": 0.5, "nll": 1.0}))
@@ -122,9 +122,10 @@ def test_coverage_and_nll_are_tabled_for_the_methods_that_have_them():
     assert "| 90 % cover |  | 0.80 | - | 0.90 |" in cells
     assert "| NLL |  | -1 | - | -3 |" in cells
     summary = report.uncertainty(records)
-    assert "| p | 0 | 0.90, -1.5 (2) | 0.90, -3 (1) |" in summary
-    assert "| q | 0.05 | 0.50, 1 (1) | - |" in summary
-    assert "| all |  | 0.70, - (2 groups) | 0.90, - (1 groups) |" in summary
+    # ensemble / member: 1/2 and 1/8, geometric mean 1/4
+    assert "| p | 0 | 0.90, -1.5 (2) | 0.90, -3 (1) | 0.25 |" in summary
+    assert "| q | 0.05 | 0.50, 1 (1) | - | - |" in summary
+    assert "| all |  | 0.70, - (2 groups) | 0.90, - (1 groups) | 0.25 |" in summary
 
 
 def test_ratios_compare_gradinn_with_the_baselines():
@@ -250,6 +251,7 @@ def test_bench_command_runs_resumes_and_reports(tmp_path, capsys):
         assert ("coverage" in record) == ("nll" in record) == has_std
         assert not has_std or (0 <= record["coverage"] <= 1 and np.isfinite(record["nll"])
                                and len(record["calibration_curve"]) == 19)
+    assert auto["member_rmse"] > 0  # its five members, each alone
     assert (out / "img" / "stokes_sphere_rmse.png").stat().st_size > 0
     assert list((out / "img").glob("stokes_sphere_field_*.png"))
     assert "### stokes_sphere, noise 0" in (out / "tables.md").read_text()

@@ -194,7 +194,8 @@ class Fitted:
     screening, `gradinn-auto`), and `train_seconds` then includes the
     held-out fits. `std` gives the standard deviation of the prediction
     (of the function, not of a noisy observation) for the methods that
-    have one: `gradinn-auto` (its calibrated ensemble) and `gp`.
+    have one: `gradinn-auto` (its calibrated ensemble) and `gp`; `members`
+    each member's predictions (n, k, m), for ensembles.
     """
 
     predict: Any
@@ -202,6 +203,7 @@ class Fitted:
     train_seconds: float
     chosen: str | None = None
     std: Any = None
+    members: Any = None
 
 
 class EquationModel(GradINN):
@@ -266,7 +268,9 @@ def _fitted(model: GradINN, seconds: float, chosen: str | None = None) -> Fitted
         predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
         gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
         train_seconds=seconds, chosen=chosen,
-        std=std if model.calibration is not None else None)
+        std=std if model.calibration is not None else None,
+        members=(lambda points: model.predict_members(points, batch_size=4096).astype(float))
+        if model.members > 1 else None)
 
 
 def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,

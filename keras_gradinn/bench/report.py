@@ -335,16 +335,26 @@ def uncertainty(records: Sequence[dict]) -> str:
 
     Means over the sizes and seeds of the runs that report a standard
     deviation (`coverage`, `nll`); the last row averages every such run of a
-    method, each problem and noise level weighing alike.
+    method, each problem and noise level weighing alike. For ensembles that
+    report their members' errors (`member_rmse`), the geometric mean of the
+    ensemble's RMSE over its average member's (below 1: the ensemble is
+    more accurate than one network).
     """
     scored = [r for r in records if "coverage" in r]
     methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in scored)]
     groups = sorted({(r["problem"], float(r["noise"])) for r in scored},
                     key=lambda k: ([r["problem"] for r in scored].index(k[0]), k[1]))
+    gains = [r for r in scored if "member_rmse" in r]
     out = ["| problem | noise | " + " | ".join(f"{LABELS[m]}: 90 % cover, NLL (runs)"
-                                               for m in methods) + " |",
-           "| --- | --- |" + " --- |" * len(methods)]
+                                               for m in methods)
+           + (" | ensemble / member RMSE |" if gains else " |"),
+           "| --- | --- |" + " --- |" * (len(methods) + bool(gains))]
     averages = collections.defaultdict(list)
+
+    def gain(runs: Sequence[dict]) -> str:
+        ratios = [r["rmse"] / r["member_rmse"] for r in runs if "member_rmse" in r]
+        return f"{np.exp(np.mean(np.log(ratios))):.2f}" if ratios else "-"
+
     for problem, noise in groups:
         row = []
         for m in methods:
@@ -356,9 +366,13 @@ def uncertainty(records: Sequence[dict]) -> str:
             cover, nll = np.mean([r["coverage"] for r in runs]), np.mean([r["nll"] for r in runs])
             averages[m].append(cover)
             row.append(f"{cover:.2f}, {nll:.3g} ({len(runs)})")
+        if gains:
+            row.append(gain([r for r in gains if (r["problem"], float(r["noise"]))
+                             == (problem, noise)]))
         out.append(f"| {problem} | {noise:g} | " + " | ".join(row) + " |")
     out.append("| all |  | " + " | ".join(
-        f"{np.mean(averages[m]):.2f}, - ({len(averages[m])} groups)" for m in methods) + " |")
+        f"{np.mean(averages[m]):.2f}, - ({len(averages[m])} groups)" for m in methods)
+        + (f" | {gain(gains)} |" if gains else " |"))
     return "\n".join(out) + "\n"
 
 

@@ -169,6 +169,10 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         record["nll"] = float(np.mean([gaussian_nll(*c) for c in columns]))
         record["calibration_curve"] = np.mean([calibration_curve(*c)[1] for c in columns],
                                               axis=0).round(4).tolist()
+    if fitted.members is not None:
+        # Each member alone is a single network of the same recipe: the ensemble's gain.
+        errors = np.sqrt(np.mean((fitted.members(x_test) - y_test[:, None]) ** 2, axis=0))
+        record["member_rmse"] = float(errors.mean())
     if fields is not None and problem.d == 2:
         folder = pathlib.Path(fields)
         folder.mkdir(parents=True, exist_ok=True)
