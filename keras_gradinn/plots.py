@@ -9,7 +9,7 @@ import numpy as np
 
 from keras_gradinn.sampling import centre_and_half_width
 
-__all__ = ["comparison", "loss_curves", "new_figure", "parity", "slices"]
+__all__ = ["calibration", "comparison", "loss_curves", "new_figure", "parity", "slices"]
 
 
 def new_figure(rows: int, columns: int, size: tuple[float, float]):
@@ -29,12 +29,30 @@ def new_figure(rows: int, columns: int, size: tuple[float, float]):
     return figure, axes
 
 
+def _interval_half_width(std: np.ndarray, level: float) -> np.ndarray:
+    """Half the width of the central `level` interval of N(mean, std^2): 1.645 std at 0.9."""
+    from scipy.stats import norm
+
+    return norm.ppf(0.5 + level / 2) * std
+
+
+def _interval_bars(axis, measured: np.ndarray, predicted: np.ndarray, half_width: np.ndarray,
+                   colour: str, level: float) -> None:
+    """Vertical bars of the predictions' central `level` intervals, behind the points."""
+    axis.errorbar(measured, predicted, yerr=half_width, fmt="none", ecolor=colour, alpha=0.35,
+                  elinewidth=1, zorder=1, label=f"{level:.0%} interval")
+
+
 def parity(
     path: str | pathlib.Path,
     names: Sequence[str],
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray] | None = None,
-) -> None:
+    *,
+    train_std: np.ndarray | None = None,
+    validation_std: np.ndarray | None = None,
+    level: float = 0.9,
+):
     """Predicted against measured values, one panel per output.
 
     Args:
@@ -42,26 +60,70 @@ def parity(
         names: output names.
         train: `(measured, predicted)`, each (n, m).
         validation: the same for validation points, drawn in another colour.
+        train_std, validation_std: the predictions' standard deviations (n, m),
+            drawn as bars of their central `level` interval (+-1.645 std at
+            0.9), for the points they are given for.
+        level: the probability of the intervals drawn.
+
+    Returns:
+        The matplotlib figure written.
     """
     m = len(names)
     figure, axes = new_figure(1, m, (4.2 * m, 4.2))
+    sets = [("training", train, train_std, "tab:blue", "o")]
+    if validation is not None:
+        sets.append(("validation", validation, validation_std, "tab:orange", "s"))
     for i, (axis, name) in enumerate(zip(axes[0], names)):
-        sets = [("training", train, "tab:blue", "o")]
-        if validation is not None:
-            sets.append(("validation", validation, "tab:orange", "s"))
-        values = np.concatenate([np.concatenate([s[1][0][:, i], s[1][1][:, i]]) for s in sets])
-        low, high = values.min(), values.max()
+        half_widths = [None if std is None else _interval_half_width(std[:, i], level)
+                       for _, _, std, _, _ in sets]
+        values = []
+        for (_, (measured, predicted), _, _, _), half_width in zip(sets, half_widths):
+            values += [measured[:, i], predicted[:, i]]
+            if half_width is not None:  # no interval is cut short by the frame
+                values += [predicted[:, i] - half_width, predicted[:, i] + half_width]
+        low, high = np.min([v.min() for v in values]), np.max([v.max() for v in values])
         pad = 0.05 * (high - low or 1.0)
         axis.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", lw=1,
                   label="predicted = measured")
-        for label, (measured, predicted), colour, marker in sets:
+        for (label, (measured, predicted), _, colour, marker), half_width in zip(sets,
+                                                                                half_widths):
+            if half_width is not None:
+                _interval_bars(axis, measured[:, i], predicted[:, i], half_width, colour, level)
             axis.scatter(measured[:, i], predicted[:, i], s=16, c=colour, marker=marker,
-                         alpha=0.75, label=f"{label} ({len(measured)})")
+                         alpha=0.75, zorder=2, label=f"{label} ({len(measured)})")
         axis.set(xlabel=f"measured {name}", ylabel=f"predicted {name}", title=f"Parity: {name}",
                  xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal")
         axis.legend(loc="upper left", fontsize=8)
     figure.suptitle("Parity: predicted vs measured")
     figure.savefig(path, dpi=110)
+    return figure
+
+
+def calibration(path: str | pathlib.Path,
+                curves: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """Observed against expected coverage of central intervals, with the diagonal.
+
+    Args:
+        path: the PNG file to write.
+        curves: label -> `(levels, observed)`, as `uncertainty.calibration_curve`
+            returns them: for each probability in `levels`, the fraction of
+            targets inside the central interval of that probability.
+
+    Returns:
+        The matplotlib figure written.
+    """
+    figure, axes = new_figure(1, 1, (4.6, 4.6))
+    axis = axes[0, 0]
+    axis.plot([0, 1], [0, 1], color="0.5", lw=1, label="calibrated (observed = expected)")
+    for label, (levels, observed) in curves.items():
+        axis.plot(levels, observed, "o-", ms=4, label=label)
+    axis.set(xlabel="expected coverage (interval probability)", ylabel="observed coverage",
+             xlim=(0, 1), ylim=(0, 1), aspect="equal",
+             title="Below the diagonal: intervals too narrow")
+    axis.legend(loc="upper left", fontsize=8)
+    figure.suptitle("Calibration of the standard deviation")
+    figure.savefig(path, dpi=110)
+    return figure
 
 
 def loss_curves(path: str | pathlib.Path, history: dict[str, list[float]], *,

@@ -14,7 +14,9 @@ import pytest
 from conftest import SUBPROCESS_TIMEOUT
 
 import keras_gradinn as kg
-from keras_gradinn import demo
+from keras_gradinn import demo, plots
+from keras_gradinn.cli import fit as fit_command
+from keras_gradinn.uncertainty import coverage, gaussian_nll
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(sys.executable).parent / "keras-gradinn"
@@ -81,8 +83,9 @@ def test_fit_predict_info_export_end_to_end(tmp_path, main_in_process):
                  "--validation-split", "0.2", *TINY)
     assert fitted.returncode == 0, fitted.stderr[-2000:]
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "config.toml", "loss.png", "metrics.json", "model.keras", "parity.png", "slices.png"]
-    for picture in ("loss.png", "parity.png", "slices.png"):
+        "calibration.png", "config.toml", "loss.png", "metrics.json", "model.keras", "parity.png",
+        "slices.png"]
+    for picture in ("calibration.png", "loss.png", "parity.png", "slices.png"):
         assert (run_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["train_rmse"]) == {"u", "v"} and metrics["n_validation"] == 6
@@ -106,6 +109,9 @@ def test_fit_predict_info_export_end_to_end(tmp_path, main_in_process):
     np.testing.assert_allclose(table[:, 2:4], model.predict(x, verbose=0), rtol=0, atol=1e-6)
     np.testing.assert_allclose(table[:, 4:], model.predict_gradient(x).reshape(2, 4),
                                rtol=0, atol=1e-6)
+    assert_std_columns(main_in_process, run_dir / "model.keras", points, tmp_path / "std.csv",
+                       model, x)
+    assert_validation_uncertainty(run_dir, model, metrics)
 
     described = main_in_process("info", run_dir / "model.keras")
     assert described.returncode == 0, described.stderr[-2000:]
@@ -128,10 +134,80 @@ def test_fit_predict_info_export_end_to_end(tmp_path, main_in_process):
         assert repeated[key] == metrics[key]
 
 
-def test_predict_names_rows_outside_the_bounds(tmp_path, main_in_process):
+def read_prediction_csv(path):
+    with open(path) as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], np.array(rows[1:], dtype=np.float64)
+
+
+def assert_std_columns(main_in_process, model_path, points, out, model, x):
+    """`predict --std --gradient`: the standard deviations of `GradINN.predict` and
+    `predict_gradient` (return_std=True), each block after the columns it belongs to."""
+    result = main_in_process("predict", model_path, points, "--gradient", "--std", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    header, table = read_prediction_csv(out)
+    assert header == ["a", "b", "u", "v", "u_std", "v_std", "du/da", "du/db", "dv/da", "dv/db",
+                      "du/da_std", "du/db_std", "dv/da_std", "dv/db_std"]
+    std = model.predict(x, return_std=True)[1]
+    jacobian_std = model.predict_gradient(x, return_std=True)[1].reshape(len(x), -1)
+    assert (std > 0).all() and (jacobian_std > 0).all()  # five members: a spread to show
+    np.testing.assert_allclose(table[:, 2:4], model.predict(x, verbose=0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(table[:, 4:6], std, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(table[:, 6:10], model.predict_gradient(x).reshape(len(x), -1),
+                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(table[:, 10:], jacobian_std, rtol=1e-6, atol=0)
+
+
+def assert_validation_uncertainty(run_dir, model, metrics):
+    """metrics.json holds the validation rows' 90 % coverage and NLL per target, and
+    calibration.png shows the validation rows' curve, not the cross-validation's."""
+    config = fit_command.resolve_config(run_dir / "config.toml", {})
+    data = fit_command.read_training_data(config)
+    mean, std = model.predict(data.x_val, verbose=0), model.predict(data.x_val,
+                                                                     return_std=True)[1]
+    for i, name in enumerate(["u", "v"]):
+        assert metrics["validation_coverage_90"][name] == coverage(data.y_val[:, i], mean[:, i],
+                                                                  std[:, i])
+        np.testing.assert_allclose(metrics["validation_nll"][name],
+                                   gaussian_nll(data.y_val[:, i], mean[:, i], std[:, i]),
+                                   rtol=1e-6)
+    curves = fit_command.calibration_curves(data, fit_command.predict_rows(model, data),
+                                            model.metadata["calibration_results"])
+    assert list(curves) == ["validation rows (6)"]
+    levels, observed = curves["validation rows (6)"]
+    assert levels[17] == pytest.approx(0.9)
+    assert observed[17] == pytest.approx(np.mean([metrics["validation_coverage_90"][n]
+                                                  for n in ("u", "v")]))
+
+
+def recorded(monkeypatch, name):
+    """Calls of `plots.<name>` (which still draws), as (args, kwargs)."""
+    calls, original = [], getattr(plots, name)
+
+    def record(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(plots, name, record)
+    return calls
+
+
+def test_predict_names_rows_outside_the_bounds(tmp_path, main_in_process, monkeypatch):
     data = measurements(tmp_path / "data.csv")
+    parity, calibration = recorded(monkeypatch, "parity"), recorded(monkeypatch, "calibration")
     main_in_process("fit", data, "--inputs", "a,b", "--targets", "u", "--out", tmp_path / "run",
                     "--prior", "smooth", *TINY)
+    # Without validation rows: interval bars on the training rows, and the
+    # calibration curve of the cross-validation's held-out folds.
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    x = np.loadtxt(data, delimiter=",", skiprows=1)[:, :2]
+    np.testing.assert_allclose(parity[0][1]["train_std"], model.predict(x, return_std=True)[1],
+                               rtol=1e-6)
+    assert (tmp_path / "run" / "calibration.png").is_file()
+    results = model.metadata["calibration_results"]
+    [((_, curves), _)] = calibration
+    levels, observed = curves["held-out folds of the cross-validation"]
+    assert levels.tolist() == results["levels"] and observed.tolist() == results["observed"]
     points = write_csv(tmp_path / "points.csv", ["a", "b"], [[0.5, 12.0], [5.0, 12.0], [0.5, 99.0]])
     result = main_in_process("predict", tmp_path / "run" / "model.keras", points,
                              "--out", tmp_path / "p.csv")
@@ -174,6 +250,58 @@ def test_fit_rejects_bad_data_in_one_line_and_writes_nothing(tmp_path, main_in_p
     assert not (tmp_path / "runs").exists()
 
 
+def test_parity_bars_are_the_90_percent_intervals_of_the_points_given_a_std(tmp_path):
+    rng = np.random.default_rng(0)
+    measured, predicted = rng.normal(size=(2, 7, 2))
+    std = rng.uniform(0.1, 0.5, size=(7, 2))
+    figure = plots.parity(tmp_path / "a.png", ["u", "v"], (measured, predicted),
+                          (measured[:3], predicted[:3]), validation_std=std[:3])
+    for i, axis in enumerate(figure.axes):
+        (bars,) = axis.containers  # the validation points' only
+        segments = np.array(bars.lines[2][0].get_segments())  # (points, ends, xy)
+        np.testing.assert_allclose(segments[:, :, 0], measured[:3, i, None].repeat(2, 1))
+        np.testing.assert_allclose(segments[:, :, 1], predicted[:3, i, None]
+                                   + np.array([-1, 1]) * 1.6448536 * std[:3, i, None],
+                                   rtol=1e-6)
+        # The frame holds every bar whole.
+        assert axis.get_ylim()[1] > (predicted[:3, i] + 1.645 * std[:3, i]).max()
+    assert not any(a.containers for a in plots.parity(
+        tmp_path / "b.png", ["u", "v"], (measured, predicted)).axes)
+    # One calibrated network's standard deviation is its floor, possibly 0: still a plot.
+    plots.parity(tmp_path / "c.png", ["u", "v"], (measured, predicted), train_std=0 * std)
+    figure = plots.calibration(tmp_path / "d.png", {"rows": ([0.1, 0.5, 0.9], [0.0, 0.3, 0.8])})
+    lines = figure.axes[0].get_lines()
+    assert [np.asarray(line.get_ydata()).tolist() for line in lines] == [[0, 1], [0, 0.3, 0.8]]
+    assert all((tmp_path / f"{n}.png").read_bytes()[:4] == b"\x89PNG" for n in "abcd")
+
+
+def test_predict_std_of_one_uncalibrated_network_is_zeros_and_names_must_not_clash(
+        tmp_path, main_in_process):
+    network = kg.mlp(2, 1, width=8, depth=1)
+    kg.GradINN(network, "smooth", bounds=[(0, 1), (0, 1)], input_labels=["a", "b"],
+               output_labels=["u"]).save(tmp_path / "one.keras")
+    points = write_csv(tmp_path / "p.csv", ["a", "b"], [[0.5, 0.5], [0.1, 0.2]])
+    result = main_in_process("predict", tmp_path / "one.keras", points, "--std", "--gradient",
+                             "--out", tmp_path / "o.csv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "its standard deviations are 0" in result.stderr
+    header, table = read_prediction_csv(tmp_path / "o.csv")
+    assert header == ["a", "b", "u", "u_std", "du/da", "du/db", "du/da_std", "du/db_std"]
+    assert (table[:, [3, 6, 7]] == 0).all()
+
+    kg.GradINN(network, "smooth", bounds=[(0, 1), (0, 1)], input_labels=["u_std", "b"],
+               output_labels=["u"]).save(tmp_path / "clash.keras")
+    points = write_csv(tmp_path / "q.csv", ["u_std", "b"], [[0.5, 0.5]])
+    clashing = main_in_process("predict", tmp_path / "clash.keras", points, "--std",
+                               "--out", tmp_path / "clash.csv")
+    assert_clean_failure(clashing, "output column name(s) ['u_std'] would appear twice")
+    assert not (tmp_path / "clash.csv").exists()
+    plain = main_in_process("predict", tmp_path / "clash.keras", points, "--out",
+                            tmp_path / "plain.csv")
+    assert plain.returncode == 0 and read_prediction_csv(tmp_path / "plain.csv")[0] == [
+        "u_std", "b", "u"]
+
+
 @pytest.mark.parametrize(
     "bounds, fragment",
     [
@@ -211,13 +339,21 @@ def test_fit_with_a_fixed_prior_and_weight_skips_the_choice(tmp_path, main_in_pr
     data = measurements(tmp_path / "data.csv")
     args = ["fit", data, "--inputs", "a,b", "--targets", "u", *TINY]
     result = main_in_process(*args, "--prior", "stiff", "--gradient-weight", "0.5",
+                             "--members", "1", "--no-calibrate", "--validation-split", "0.2",
                              "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr[-2000:]
+    # One network, not calibrated: no standard deviation, so no calibration.png
+    # and no interval scores, even with validation rows.
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.toml", "loss.png", "metrics.json", "model.keras", "parity.png", "slices.png"]
+    assert "calibrate = false" in (tmp_path / "run" / "config.toml").read_text()
     model = keras.models.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
     assert model.gradient_weight == 0.5
     assert model.prior.get_layer("field").width == 8  # the stiff prior: 8 tanh units
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["prior"] == "stiff" and metrics["cross_validation"] is None
+    assert metrics["validation_rmse"] and metrics["validation_coverage_90"] is None
+    assert metrics["validation_nll"] is None
     assert 'prior = "stiff"' in (tmp_path / "run" / "config.toml").read_text()
     for flags, fragment in [(["--gradient-weight", "0.5"], "gradient-weight needs a fixed --prior"),
                             (["--prior", "none", "--gradient-weight", "0.5"],
@@ -456,6 +592,7 @@ def test_a_fit_killed_midway_resumes_to_the_uninterrupted_weights(tmp_path, main
     args = ["fit", data, "--inputs", "a,b", "--targets", "u", "--prior", "smooth", *RESUMABLE]
     assert main_in_process(*args, "--out", tmp_path / "whole").returncode == 0
     assert trained_epochs == [0, 1, 2]
+    assert (tmp_path / "whole" / "calibration.png").is_file()  # one calibrated network
     run_dir, checkpoint = tmp_path / "killed", tmp_path / ".killed.checkpoint"
 
     # 1. Killed while writing the second checkpoint: the first is the last complete one.

@@ -34,7 +34,8 @@ __all__ = ["DEFAULTS", "PRIORS", "add_arguments", "fit", "resolve_config", "run"
 HELP = "train a surrogate from a CSV or NPZ file"
 DESCRIPTION = (
     "Train a GradINN surrogate on columns of DATA and write RUN_DIR with "
-    "model.keras, metrics.json, config.toml and plots (parity.png, loss.png, slices.png).\n"
+    "model.keras, metrics.json, config.toml and plots (parity.png, loss.png, slices.png,\n"
+    "and calibration.png when the model has a standard deviation).\n"
     "Options come from --config (TOML, same names with underscores), then flags.\n"
     "By default the prior is chosen by 5-fold cross-validation among a fixed set of "
     "candidates\n(no gradient term, a Gaussian process's gradient, a smooth and a stiff "
@@ -52,7 +53,7 @@ def _estimator_defaults() -> dict[str, Any]:
 
     params = GradINNRegressor().get_params()
     keys = ("prior", "gradient_weight", "steps", "batch_size", "learning_rate", "cv", "cv_steps",
-            "n_members", "width", "depth", "activation", "n_collocation")
+            "n_members", "calibrate", "width", "depth", "activation", "n_collocation")
     return {key: params[key] for key in keys}
 
 
@@ -72,9 +73,9 @@ DEFAULTS: dict[str, Any] = {
 _TYPES = {
     "data": str, "inputs": list, "targets": list, "prior": str, "gradient_weight": float,
     "bounds": str, "steps": int, "batch_size": int, "learning_rate": float, "cv": int,
-    "cv_steps": int, "n_members": int, "validation_split": float, "validation": str,
-    "seed": int, "width": int, "depth": int, "activation": str, "n_collocation": int,
-    "checkpoint_seconds": float,
+    "cv_steps": int, "n_members": int, "calibrate": bool, "validation_split": float,
+    "validation": str, "seed": int, "width": int, "depth": int, "activation": str,
+    "n_collocation": int, "checkpoint_seconds": float,
 }
 def _priors() -> tuple[str, ...]:
     from keras_gradinn.estimator import CANDIDATES, FIXED
@@ -92,7 +93,7 @@ def _check_value(key: str, value: Any) -> Any:
         value = float(value)
     if kind is list and isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise CommandError(f"option {key!r} must be {kind.__name__}; got {value!r}")
     if kind is list and (not value or not all(isinstance(v, str) and v for v in value)):
         raise CommandError(f"option {key!r} must be a non-empty list of column names")
@@ -283,8 +284,8 @@ def build_estimator(config: dict[str, Any], bounds: np.ndarray, *, quiet: bool):
         width=config["width"], depth=config["depth"], activation=config["activation"],
         steps=config["steps"], learning_rate=config["learning_rate"],
         batch_size=config["batch_size"], n_collocation=config["n_collocation"], cv=config["cv"],
-        cv_steps=config["cv_steps"], n_members=config["n_members"], random_state=config["seed"],
-        verbose=0 if quiet else 1)
+        cv_steps=config["cv_steps"], n_members=config["n_members"],
+        calibrate=config["calibrate"], random_state=config["seed"], verbose=0 if quiet else 1)
 
 
 def _checkpoint_folder(out: pathlib.Path, config: dict[str, Any], *,
@@ -319,23 +320,59 @@ def train(estimator, data: TrainingData, config: dict[str, Any], *,
     return time.perf_counter() - start
 
 
-def evaluate(estimator, data: TrainingData, config: dict[str, Any], seconds: float):
-    """The run's metrics, and the predictions of the training and validation rows."""
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """The model's predictions at the training and validation rows, and their standard
+    deviations (None when the model has none: one network without a calibration)."""
+
+    train: np.ndarray
+    train_std: np.ndarray | None
+    validation: np.ndarray | None
+    validation_std: np.ndarray | None
+
+
+def predict_rows(model, data: TrainingData) -> Predictions:
+    """The model's predictions (and standard deviations) at the rows of `data`."""
+    from keras_gradinn.cli.predict import has_std
+
+    def std(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None or not has_std(model) else model.predict(x, return_std=True)[1]
+
+    validation = None if data.x_val is None else model.predict(data.x_val, verbose=0)
+    return Predictions(model.predict(data.x_train, verbose=0), std(data.x_train), validation,
+                       std(data.x_val))
+
+
+def _per_target(names: list[str], score: Callable[..., float], y: np.ndarray, mean: np.ndarray,
+                std: np.ndarray) -> dict[str, float]:
+    return {name: score(y[:, i], mean[:, i], std[:, i]) for i, name in enumerate(names)}
+
+
+def evaluate(estimator, data: TrainingData, config: dict[str, Any], seconds: float,
+             predictions: Predictions) -> dict[str, Any]:
+    """The run's metrics: errors, and with a standard deviation the validation rows'
+    90 % interval coverage and Gaussian negative log-likelihood, per target."""
+    from keras_gradinn.uncertainty import coverage, gaussian_nll
+
     model = estimator.model_
-    model.input_labels, model.output_labels = list(config["inputs"]), list(config["targets"])
-    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
-    final = model.evaluate(x_train, y_train, verbose=0, return_dict=True)
-    predicted = model.predict(x_train, verbose=0)
-    held = None if x_val is None else (y_val, model.predict(x_val, verbose=0))
+    final = model.evaluate(data.x_train, data.y_train, verbose=0, return_dict=True)
     names = config["targets"]
+    held = data.y_val is not None
+    scored = held and predictions.validation_std is not None
     results = estimator.cv_results_
-    metrics = {
-        "train_rmse": _rmse(names, predicted, y_train),
-        "validation_rmse": None if held is None else _rmse(names, held[1], y_val),
+    return {
+        "train_rmse": _rmse(names, predictions.train, data.y_train),
+        "validation_rmse": _rmse(names, predictions.validation, data.y_val) if held else None,
+        "validation_coverage_90": _per_target(
+            names, coverage, data.y_val, predictions.validation, predictions.validation_std)
+        if scored else None,
+        "validation_nll": _per_target(
+            names, gaussian_nll, data.y_val, predictions.validation, predictions.validation_std)
+        if scored else None,
         "train_data_loss": final["data_loss"],
         "train_gradient_loss": final["gradient_loss"],
-        "n_train": len(x_train),
-        "n_validation": 0 if x_val is None else len(x_val),
+        "n_train": len(data.x_train),
+        "n_validation": len(data.x_val) if held else 0,
         "prior": estimator.best_prior_,
         "cross_validation": None if not results else {
             params["prior"]: {"mean_test_score": float(mean), "std_test_score": float(std),
@@ -347,11 +384,31 @@ def evaluate(estimator, data: TrainingData, config: dict[str, Any], seconds: flo
         "train_seconds": seconds,
         "versions": _versions(),
     }
-    return metrics, predicted, held
+
+
+def calibration_curves(data: TrainingData, predictions: Predictions,
+                       calibration_results: dict[str, Any]
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The curve calibration.png shows, by where it comes from ({} for no plot).
+
+    The validation rows' when the run has them (all targets pooled), else
+    the held-out folds' of the estimator's calibration
+    (`GradINNRegressor.calibration_results_`), else none.
+    """
+    from keras_gradinn.uncertainty import calibration_curve
+
+    if data.y_val is not None and predictions.validation_std is not None:
+        curve = calibration_curve(data.y_val, predictions.validation, predictions.validation_std)
+        return {f"validation rows ({len(data.y_val)})": curve}
+    if calibration_results:
+        return {"held-out folds of the cross-validation": (
+            np.asarray(calibration_results["levels"]),
+            np.asarray(calibration_results["observed"]))}
+    return {}
 
 
 def write_run(out: pathlib.Path, estimator, data: TrainingData, config: dict[str, Any],
-              metrics: dict[str, Any], predicted: np.ndarray, held) -> None:
+              metrics: dict[str, Any], predictions: Predictions) -> None:
     """Writes the run directory `out` atomically: model, metrics, config and plots."""
     from keras_gradinn import plots
 
@@ -364,7 +421,15 @@ def write_run(out: pathlib.Path, estimator, data: TrainingData, config: dict[str
         model.save(staging / "model.keras")
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (staging / "config.toml").write_text(_toml(resolved))
-        plots.parity(staging / "parity.png", names, (data.y_train, predicted), held)
+        held = None if data.y_val is None else (data.y_val, predictions.validation)
+        # Interval bars on the points a reader judges the model by: the held-out ones if any.
+        bars = ({"validation_std": predictions.validation_std} if held is not None
+                else {"train_std": predictions.train_std})
+        plots.parity(staging / "parity.png", names, (data.y_train, predictions.train), held,
+                     **bars)
+        curves = calibration_curves(data, predictions, estimator.calibration_results_)
+        if curves:
+            plots.calibration(staging / "calibration.png", curves)
         plots.loss_curves(staging / "loss.png", estimator.history_,
                           steps_per_epoch=training.epoch_steps(config["steps"]))
         plots.slices(staging / "slices.png", model, np.median(data.x_train, axis=0),
@@ -379,7 +444,10 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
     default the prior is chosen by cross-validation and the chosen one is
     refitted on all training rows. `out` receives `model.keras`,
     `metrics.json`, `config.toml` (the resolved configuration, to repeat the
-    run) and `parity.png`, `loss.png`, `slices.png`. While training,
+    run) and `parity.png` (with the 90 % intervals of the validation rows,
+    else of the training rows, when the model has a standard deviation),
+    `loss.png`, `slices.png`, and `calibration.png` (`calibration_curves`)
+    when there is a curve to show. While training,
     checkpoints go to the hidden sibling `.<out>.checkpoint/` (each
     candidate's scores once done, the final fit at most every
     `checkpoint_seconds`); with `resume`, an interrupted run of the same
@@ -399,9 +467,12 @@ def fit(config: dict[str, Any], *, out: str | os.PathLike, overwrite: bool = Fal
     except Exception:
         discard()
         raise
-    metrics, predicted, held = evaluate(estimator, data, config, seconds)
+    model = estimator.model_
+    model.input_labels, model.output_labels = list(config["inputs"]), list(config["targets"])
+    predictions = predict_rows(model, data)
+    metrics = evaluate(estimator, data, config, seconds, predictions)
     try:
-        write_run(out, estimator, data, config, metrics, predicted, held)
+        write_run(out, estimator, data, config, metrics, predictions)
     except Exception:
         discard()  # the staging is gone already, so the folders it was in can go too
         raise
@@ -438,6 +509,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", type=int, dest="n_members",
                         help="networks in the final ensemble, trained from different initial "
                         "weights (default 5)")
+    parser.add_argument("--no-calibrate", action="store_false", dest="calibrate", default=None,
+                        help="skip calibrating the standard deviation on held-out folds (saves "
+                        "one fit of --cv-steps; the raw spread of the members remains)")
     held_out = parser.add_mutually_exclusive_group()
     held_out.add_argument("--validation-split", type=float,
                           help="fraction of rows held out at random and only reported "
