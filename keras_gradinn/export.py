@@ -67,7 +67,7 @@ def _check_tolerances(atol: float, rtol: float) -> None:
 def _with_std(model: GradINN, with_std: bool | None) -> bool:
     """Whether an artifact has standard deviations: by default, for ensembles."""
     if with_std is None:
-        return (model._stacked and model.members > 1) or model.calibration is not None
+        return model.has_std
     if not isinstance(with_std, bool):
         raise TypeError(f"with_std must be True, False or None; got {with_std!r}")
     return with_std

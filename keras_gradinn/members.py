@@ -71,6 +71,12 @@ class Members:
         # a dict: Keras would track a dict and refuse to export its keys.
         self._std_function = self._std_gradient_function = None
 
+    @property
+    def has_std(self) -> bool:
+        """Whether the standard deviation says anything: members that can
+        disagree, or a calibration (one uncalibrated network's is zeros)."""
+        return (self._stacked and self.members > 1) or self.calibration is not None
+
     def _spread(self, values: tf.Tensor) -> tf.Tensor:
         """The members' standard deviation (unbiased) over axis 1; zeros for one member."""
         k = values.shape[1]

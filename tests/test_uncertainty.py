@@ -110,9 +110,13 @@ def test_one_network_has_no_spread():
     _, std = model.predict(X, return_std=True)
     _, jacobian_std = model.predict_gradient(X, return_std=True)
     assert std.shape == (len(X), 1) and not std.any() and not jacobian_std.any()
+    assert not model.has_std
+    model.calibration = Calibration((1.0,), (0.1,), (0.0,))  # a floor: a std that says something
+    assert model.has_std and model.predict(X, return_std=True)[1].all()
 
 
 def test_the_calibration_is_saved_with_the_model(calibrated, tmp_path):
+    assert calibrated.has_std and ensemble(members=2).has_std
     calibrated.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert loaded.calibration == calibrated.calibration

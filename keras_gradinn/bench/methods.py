@@ -268,7 +268,7 @@ def _fitted(model: GradINN, seconds: float, chosen: str | None = None) -> Fitted
         predict=lambda points: model.predict(points, batch_size=4096, verbose=0).astype(float),
         gradient=lambda points: model.predict_gradient(points, batch_size=4096).astype(float),
         train_seconds=seconds, chosen=chosen,
-        std=std if model.calibration is not None else None,
+        std=std if model.has_std else None,
         members=(lambda points: model.predict_members(points, batch_size=4096).astype(float))
         if model.members > 1 else None)
 

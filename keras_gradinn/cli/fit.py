@@ -333,10 +333,9 @@ class Predictions:
 
 def predict_rows(model, data: TrainingData) -> Predictions:
     """The model's predictions (and standard deviations) at the rows of `data`."""
-    from keras_gradinn.cli.predict import has_std
 
     def std(x: np.ndarray | None) -> np.ndarray | None:
-        return None if x is None or not has_std(model) else model.predict(x, return_std=True)[1]
+        return None if x is None or not model.has_std else model.predict(x, return_std=True)[1]
 
     validation = None if data.x_val is None else model.predict(data.x_val, verbose=0)
     return Predictions(model.predict(data.x_train, verbose=0), std(data.x_train), validation,

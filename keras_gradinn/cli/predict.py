@@ -11,7 +11,7 @@ import numpy as np
 from keras_gradinn import files, tables
 from keras_gradinn.cli.common import CommandError, load_model
 
-__all__ = ["add_arguments", "has_std", "predict", "run"]
+__all__ = ["add_arguments", "predict", "run"]
 
 HELP = "predict (and differentiate) a saved surrogate on a data file"
 DESCRIPTION = ("Write the inputs of DATA with the model's predictions to a CSV file; with "
@@ -21,12 +21,6 @@ DESCRIPTION = ("Write the inputs of DATA with the model's predictions to a CSV f
                "named in a warning.")
 EPILOG = ("example:\n  keras-gradinn predict runs/beam/model.keras new_points.csv "
           "--gradient --std --out predictions.csv")
-
-
-def has_std(model) -> bool:
-    """Whether `model.predict(x, return_std=True)` says anything: an ensemble's spread or a
-    calibrated floor. One uncalibrated network's standard deviation is zeros."""
-    return model.members > 1 or model.calibration is not None
 
 
 def _write_csv_atomically(path: pathlib.Path, header: list[str], rows: np.ndarray) -> None:
@@ -72,7 +66,7 @@ def predict(model_path: str, data_path: str, *, out: str, gradient: bool = False
     x = table.columns(model.input_labels, "inputs")
     header = _header(model, gradient=gradient, std=std)
     warnings = []
-    if std and not has_std(model):
+    if std and not model.has_std:
         warnings.append("the model is one network without a calibration: its standard "
                         "deviations are 0 (fit with --members 2 or more for a spread)")
     outside = np.flatnonzero(model.outside_bounds(x))
