@@ -52,12 +52,17 @@ def info(model_path: str) -> str:
     lines.append(f"gradient term: weight {model.gradient_weight:g}, {model.n_collocation} "
                  f"collocation points per step, sampler {sampler}")
     lines += _choice_lines(model.metadata or {})
+    if model.calibration is not None:
+        c = model.calibration
+        lines.append(f"uncertainty: {model.members} members, spread x {list(c.scale)}, floor "
+                     f"{list(c.floor)} (target spreads)")
     metrics_path = pathlib.Path(model_path).with_name("metrics.json")
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
         lines.append(f"training ({metrics_path}): {metrics['steps']} steps, "
                      f"{metrics['train_seconds']:.1f} s, {metrics['n_train']} training rows")
-        for key in ("train_rmse", "validation_rmse"):
+        for key in ("train_rmse", "validation_rmse", "validation_coverage_90",
+                    "validation_nll"):
             if metrics.get(key):
                 values = ", ".join(f"{k} {v:.6g}" for k, v in metrics[key].items())
                 lines.append(f"  {key.replace('_', ' ')}: {values}")
