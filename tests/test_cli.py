@@ -458,6 +458,8 @@ def test_demo_run_trains_both_models_on_a_tiny_budget():
         # Friedman's test targets have a standard deviation near 5: an
         # untrained or broken model is far off, 30 steps already help.
         assert 0.0 < result["rmse"] < 5.0
+    assert 0.0 <= results["GradINN"]["coverage"] <= 1.0  # calibrated; the baseline is not
+    assert "coverage" not in results["plain network"]
 
 
 def test_console_script_version_and_help(capsys):
