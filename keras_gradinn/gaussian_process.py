@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,16 +62,27 @@ class GaussianProcess:
             return -(5.0 / 3.0) * (1 + _SQRT5 * r) * decay, scaled / self.length_scales[output]
         return (1 + _SQRT5 * r + 5.0 / 3.0 * r**2) * decay, scaled
 
-    def predict(self, z: np.ndarray, *, block: int = 2048) -> np.ndarray:
-        """The posterior mean at normalised points `z` (n, d); shape (n, m)."""
+    def _per_output(self, z: np.ndarray, block: int, shape: tuple[int, ...],
+                    value: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+        """`value(rows, output)` for every output over `z` in blocks of rows: (n, m, *shape).
+
+        Blocks bound the memory of the (rows, centres) kernel matrices.
+        """
         z = np.asarray(z, np.float64)
-        out = np.empty((len(z), len(self.mean)))
+        out = np.empty((len(z), len(self.mean), *shape))
         for start in range(0, len(z), block):
             rows = z[start:start + block]
             for o in range(len(self.mean)):
-                k, _ = self._weights(rows, o, slope=False)
-                out[start:start + block, o] = self.mean[o] + k @ self.coefficients[o]
+                out[start:start + block, o] = value(rows, o)
         return out
+
+    def predict(self, z: np.ndarray, *, block: int = 2048) -> np.ndarray:
+        """The posterior mean at normalised points `z` (n, d); shape (n, m)."""
+
+        def mean(rows, o):
+            return self.mean[o] + self._weights(rows, o, slope=False)[0] @ self.coefficients[o]
+
+        return self._per_output(z, block, (), mean)
 
     def std(self, z: np.ndarray, *, observation: bool = False, block: int = 2048) -> np.ndarray:
         """The posterior standard deviation at normalised points `z`; shape (n, m).
@@ -83,31 +95,25 @@ class GaussianProcess:
 
         if self.cholesky is None:
             raise ValueError("this GaussianProcess keeps no Cholesky factor (fit it with fit_gp)")
-        z = np.asarray(z, np.float64)
-        out = np.empty((len(z), len(self.mean)))
-        for start in range(0, len(z), block):
-            rows = z[start:start + block]
-            for o in range(len(self.mean)):
-                k, _ = self._weights(rows, o, slope=False)
-                v = solve_triangular(self.cholesky[o], self.amplitude[o] * k.T, lower=True)
-                variance = self.amplitude[o] - np.sum(v**2, axis=0)
-                if observation:
-                    variance = variance + self.noise[o]
-                out[start:start + block, o] = self.target_std[o] * np.sqrt(
-                    np.maximum(variance, 0.0))
-        return out
+
+        def std(rows, o):
+            k, _ = self._weights(rows, o, slope=False)
+            v = solve_triangular(self.cholesky[o], self.amplitude[o] * k.T, lower=True)
+            variance = self.amplitude[o] - np.sum(v**2, axis=0)
+            if observation:
+                variance = variance + self.noise[o]
+            return self.target_std[o] * np.sqrt(np.maximum(variance, 0.0))
+
+        return self._per_output(z, block, (), std)
 
     def gradient(self, z: np.ndarray, *, block: int = 2048) -> np.ndarray:
         """The posterior mean's Jacobian at normalised points `z`; shape (n, m, d)."""
-        z = np.asarray(z, np.float64)
-        out = np.empty((len(z), len(self.mean), z.shape[1]))
-        for start in range(0, len(z), block):
-            rows = z[start:start + block]
-            for o in range(len(self.mean)):
-                k, direction = self._weights(rows, o, slope=True)
-                out[start:start + block, o] = np.einsum(
-                    "nk,nkj,k->nj", k, direction, self.coefficients[o])
-        return out
+
+        def slope(rows, o):
+            k, direction = self._weights(rows, o, slope=True)
+            return np.einsum("nk,nkj,k->nj", k, direction, self.coefficients[o])
+
+        return self._per_output(z, block, (np.shape(z)[1],), slope)
 
 
 def fit_gp(
