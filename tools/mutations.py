@@ -313,11 +313,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         '        X = validate_data(self, X, reset=False, dtype=np.float64)\n'
         '        with warnings.catch_warnings():\n'
         '            warnings.filterwarnings("ignore", message=".*outside the bounds.*")\n'
-        '            predicted',
+        '            if return_std:',
         '        X = np.asarray(X, dtype=np.float64)\n'
         '        with warnings.catch_warnings():\n'
         '            warnings.filterwarnings("ignore", message=".*outside the bounds.*")\n'
-        '            predicted',
+        '            if return_std:',
         ("tests/test_estimator.py::test_scikit_learn_estimator_checks_with_a_fixed_prior",)),
     Mutation(
         "complex-accepted", "bad input gets a clear error naming the problem",
