@@ -10,7 +10,10 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from keras_gradinn.estimator import CANDIDATES, Candidate, GradINNRegressor
 
-TINY = dict(steps=30, cv_steps=10, width=8, depth=1, n_collocation=16, random_state=0)
+# The calibration fit changes no prediction and has its own tests (test_uncertainty.py):
+# skipped here, where every check and choice would pay for it.
+TINY = dict(steps=30, cv_steps=10, width=8, depth=1, n_collocation=16, random_state=0,
+            calibrate=False)
 RNG = np.random.default_rng(0)
 X = RNG.random((40, 4))
 Y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2  # inputs 2 and 3 are inert
@@ -43,7 +46,7 @@ def test_scikit_learn_estimator_checks_with_the_automatic_choice(check):
 
 @pytest.fixture(scope="module")
 def auto():
-    return GradINNRegressor(steps=400, cv_steps=200, random_state=0).fit(X, Y)
+    return GradINNRegressor(steps=400, cv_steps=200, calibrate=False, random_state=0).fit(X, Y)
 
 
 def test_the_choice_is_the_best_held_out_score_and_never_below_the_plain_network(auto):
