@@ -209,17 +209,19 @@ def test_report_refreshes_the_headline_of_the_page_beside_its_folder(tmp_path):
     assert other.read_text() == "# Other, no markers\n"
 
 
-def test_the_committed_tables_and_page_are_what_the_report_writes(tmp_path):
-    """`bench all --report-only --out docs/benchmarks --images docs/img`, without training."""
+@pytest.mark.parametrize("name, images", [("benchmarks", "img"),
+                                          ("uncertainty", "img/uncertainty")])
+def test_the_committed_tables_and_page_are_what_the_report_writes(tmp_path, name, images):
+    """`bench all --report-only --out docs/<name> --images docs/<images>`, without training."""
     docs = pathlib.Path(__file__).resolve().parents[1] / "docs"
-    records = runner.load_runs(docs / "benchmarks" / "runs.jsonl")
-    shutil.copy(docs / "benchmarks.md", tmp_path / "benchmarks.md")
-    (tmp_path / "benchmarks").mkdir()
-    path = report.write(records, tmp_path / "benchmarks", images=tmp_path / "img",
+    records = runner.load_runs(docs / name / "runs.jsonl")
+    shutil.copy(docs / f"{name}.md", tmp_path / f"{name}.md")
+    (tmp_path / name).mkdir()
+    path = report.write(records, tmp_path / name, images=tmp_path / images,
                         header=f"Report of the {len(records)} runs in "
-                        "`docs/benchmarks/runs.jsonl`.\n")
-    assert path.read_text() == (docs / "benchmarks" / "tables.md").read_text()
-    assert (tmp_path / "benchmarks.md").read_text() == (docs / "benchmarks.md").read_text()
+                        f"`docs/{name}/runs.jsonl`.\n")
+    assert path.read_text() == (docs / name / "tables.md").read_text()
+    assert (tmp_path / f"{name}.md").read_text() == (docs / f"{name}.md").read_text()
 
 
 def test_runs_file_errors_and_torn_lines(tmp_path):
