@@ -46,8 +46,9 @@ BOUNDS = [(0.0, 1.0), (10.0, 20.0)]
 X = kg.sampling.sample(8, BOUNDS, method="uniform", seed=0)
 Y = 2.0 * X[:, :1] + X[:, 1:] / 10.0
 FIT = {"epochs": 1, "batch_size": 8, "verbose": 0}
+# No calibration fit: these runs test what is refused or written, not the uncertainty.
 TINY = ["--steps", "1", "--prior", "smooth", "--width", "4", "--depth", "1", "--n-collocation",
-        "8", "--quiet"]
+        "8", "--no-calibrate", "--quiet"]
 
 
 class CliError(Exception):
