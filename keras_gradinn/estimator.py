@@ -352,9 +352,11 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         self.bounds_ = self._bounds(X)
         seed = _seed(self.random_state)
         context = _Context(self, X, targets, weights, seed, checkpoint_dir)
+        # Split once: a `cv` given as an iterable of splits may be a one-pass generator.
+        splits = self._splits(context) if self.prior == "auto" or self.calibrate else None
         with _quiet_retracing():
             if self.prior == "auto":
-                chosen, mask, fold_masks = self._cross_validate(context)
+                chosen, mask, fold_masks = self._cross_validate(context, splits)
             else:
                 chosen, mask, fold_masks = self._fixed_candidate(), None, None
                 self.best_index_, self.cv_results_ = None, {}
@@ -364,12 +366,17 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             self.model_, self.history_ = context.fit_final(chosen, masks, checkpoint_seconds)
             # After the final fit, so that calibrating leaves the model's weights as they were.
             self.calibration_, self.calibration_results_ = (
-                self._calibrate(context, chosen, fold_masks) if self.calibrate else (None, {}))
+                self._calibrate(context, chosen, fold_masks, splits) if self.calibrate
+                else (None, {}))
         self.model_.calibration = self.calibration_
         self.model_.metadata = self._metadata()
         return self
 
-    def _calibrate(self, context: _Context, candidate: Candidate, fold_masks
+    def _fold_steps(self) -> int:
+        """Training steps of each fold fit."""
+        return self.cv_steps or max(1, self.steps // 8)
+
+    def _calibrate(self, context: _Context, candidate: Candidate, fold_masks, splits
                    ) -> tuple[Calibration, dict]:
         """The calibration of the ensemble's spread from `n_members` networks per fold."""
         from keras_gradinn.uncertainty import (
@@ -381,10 +388,9 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
         done = context.recall("calibration")
         if done is None:
-            splits = self._splits(context)
             k = self.n_members
             masks = None if fold_masks is None else np.repeat(fold_masks, k, axis=0)
-            model = context.fit(candidate, steps=self.cv_steps or max(1, self.steps // 8),
+            model = context.fit(candidate, steps=self._fold_steps(),
                                 masks=masks, splits=splits, replicas=k)
             predicted = (model.predict_members(context.x) - context.mean) / context.spread
             rows = np.concatenate([test for _, test in splits])
@@ -478,12 +484,11 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                              f"'screened', which is derived); got {names}")
         return chosen, screening
 
-    def _cross_validate(self, context: _Context
+    def _cross_validate(self, context: _Context, splits
                         ) -> tuple[Candidate, np.ndarray | None, np.ndarray | None]:
         """The best candidate, and with "screened" its input mask and its folds' masks."""
         chosen, screening = self._candidate_list()
-        splits = self._splits(context)
-        cv_steps = self.cv_steps or max(1, self.steps // 8)
+        cv_steps = self._fold_steps()
         tried, losses, seconds, models = [], [], [], {}
         for candidate in chosen:
             models[candidate.name] = self._score(context, candidate, splits, cv_steps, None,
@@ -501,8 +506,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             if masks:
                 screened = (dataclasses.replace(base, name="screened"),
                             np.asarray(masks[1], np.float32), np.asarray(masks[0], np.float32))
-                self._score(context, screened[0], splits, cv_steps,
-                            np.asarray(masks[0], np.float32), tried, losses, seconds)
+                self._score(context, screened[0], splits, cv_steps, screened[2], tried, losses,
+                            seconds)
         scores = -np.array(losses)  # (candidates, folds)
         mean = scores.mean(axis=1)
         self.best_index_ = int(np.argmax(mean))

@@ -197,3 +197,13 @@ def test_a_loaded_estimator_keeps_its_calibration(fitted, tmp_path):
     assert loaded.calibration_results_ == fitted.calibration_results_
     np.testing.assert_array_equal(loaded.predict(X, return_std=True)[1],
                                   fitted.predict(X, return_std=True)[1])
+
+
+def test_a_one_pass_iterable_of_splits_serves_the_choice_and_the_calibration():
+    from sklearn.model_selection import KFold
+
+    splits = (split for split in KFold(3, shuffle=True, random_state=0).split(X))
+    model = GradINNRegressor(candidates=["none", "smooth"], n_members=2,
+                             **{**TINY, "cv": splits}).fit(X, Y[:, 0])
+    assert len([key for key in model.cv_results_ if key.startswith("split")]) == 3
+    assert isinstance(model.calibration_, Calibration)
