@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from keras_gradinn.sampling import centre_and_half_width
+from keras_gradinn.uncertainty import interval_half_width
 
 __all__ = ["calibration", "comparison", "loss_curves", "new_figure", "parity", "slices"]
 
@@ -27,13 +28,6 @@ def new_figure(rows: int, columns: int, size: tuple[float, float]):
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False)
     return figure, axes
-
-
-def _interval_half_width(std: np.ndarray, level: float) -> np.ndarray:
-    """Half the width of the central `level` interval of N(mean, std^2): 1.645 std at 0.9."""
-    from scipy.stats import norm
-
-    return norm.ppf(0.5 + level / 2) * std
 
 
 def _interval_bars(axis, measured: np.ndarray, predicted: np.ndarray, half_width: np.ndarray,
@@ -74,7 +68,7 @@ def parity(
     if validation is not None:
         sets.append(("validation", validation, validation_std, "tab:orange", "s"))
     for i, (axis, name) in enumerate(zip(axes[0], names)):
-        half_widths = [None if std is None else _interval_half_width(std[:, i], level)
+        half_widths = [None if std is None else interval_half_width(std[:, i], level)
                        for _, _, std, _, _ in sets]
         values = []
         for (_, (measured, predicted), _, _, _), half_width in zip(sets, half_widths):

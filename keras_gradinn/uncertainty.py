@@ -31,7 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Calibration", "calibration_curve", "coverage", "fit_calibration", "gaussian_nll"]
+__all__ = ["Calibration", "calibration_curve", "coverage", "fit_calibration", "gaussian_nll",
+           "interval_half_width"]
 
 
 def _floats(values) -> tuple[float, ...]:
@@ -163,14 +164,19 @@ def _checked(y, mean, std) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, mean, std
 
 
-def coverage(y, mean, std, level: float = 0.9) -> float:
-    """The fraction of `y` inside the central `level` interval of N(mean, std^2)."""
+def interval_half_width(std, level: float = 0.9) -> np.ndarray:
+    """Half the width of the central `level` interval of N(mean, std^2): 1.645 std at 0.9."""
     from scipy.stats import norm
 
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level!r}")
+    return norm.ppf(0.5 + level / 2) * np.asarray(std, dtype=float)
+
+
+def coverage(y, mean, std, level: float = 0.9) -> float:
+    """The fraction of `y` inside the central `level` interval of N(mean, std^2)."""
     y, mean, std = _checked(y, mean, std)
-    return float(np.mean(np.abs(y - mean) <= norm.ppf(0.5 + level / 2) * std))
+    return float(np.mean(np.abs(y - mean) <= interval_half_width(std, level)))
 
 
 def gaussian_nll(y, mean, std) -> float:
