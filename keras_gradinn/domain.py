@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gradinn.collocation import Collocation, Sampler
+from keras_gradinn.derivatives import check_derivatives, split_target
 from keras_gradinn.guard import unsaved_variable
 from keras_gradinn.validation import check_rows, finite_array, outside
 
@@ -74,20 +75,23 @@ class Domain:
         return x, check_rows(finite_array(y, f"{label}y"), f"{label}y", m, rows=n,
                              purpose=f"for {n} input rows and {m} output(s)")
 
-    def _check_fit_data(self, arguments: dict) -> tuple[Any, Any]:
+    def _check_fit_data(self, arguments: dict, dy_dx: Any = None) -> tuple[Any, Any]:
         """Checks the array data among `fit`'s arguments, in place; returns `x` and `y`.
 
         Training arrays must lie inside the bounds; validation rows outside
-        them only warn.
+        them only warn. Observed derivatives, `dy_dx` or the second part of
+        a pair `(y, dy_dx)` of targets, become the pair of checked arrays
+        (see `keras_gradinn.derivatives`); the `y` returned is the values.
         """
         x, y = arguments.get("x"), arguments.get("y")
         if x is None:
             raise ValueError("fit needs training inputs x; got None")
         if is_array_like(x):
-            x, y = self._check_xy(x, y, "")
-            if y is None:
-                raise ValueError("fit needs targets y for array inputs")
-            arguments["x"], arguments["y"] = x, y
+            x, y, arguments["y"] = self._check_targets(x, y, "", dy_dx)
+            arguments["x"] = x
+        elif dy_dx is not None:
+            raise ValueError(f"dy_dx goes with array inputs; a {type(x).__name__} carries "
+                             f"observed derivatives in its targets, as (x, (y, dy_dx))")
         validation = arguments.get("validation_data")
         if isinstance(validation, (tuple, list)):
             if len(validation) not in (2, 3):
@@ -96,10 +100,27 @@ class Domain:
                     f"{type(validation).__name__} of {len(validation)}"
                 )
             if is_array_like(validation[0]):
-                checked = self._check_xy(validation[0], validation[1], "validation_data ",
-                                         strict=False)
-                arguments["validation_data"] = (*checked, *validation[2:])
+                x_valid, _, target = self._check_targets(validation[0], validation[1],
+                                                         "validation_data ", strict=False)
+                arguments["validation_data"] = (x_valid, target, *validation[2:])
         return x, y
+
+    def _check_targets(self, x: Any, y: Any, label: str, dy_dx: Any = None, *,
+                       strict: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Checked inputs, target values and the whole target: the values or `(values, dy_dx)`.
+
+        Observed derivatives come as `dy_dx` or as the second part of a pair
+        `y = (values, dy_dx)` (see `keras_gradinn.derivatives`).
+        """
+        values, derivatives = split_target(y) if dy_dx is None else (y, dy_dx)
+        x, values = self._check_xy(x, values, label, strict=strict)
+        if values is None:
+            raise ValueError(f"{label or 'fit '}needs targets y for array inputs")
+        if derivatives is None:
+            return x, values, values
+        derivatives = check_derivatives(derivatives, len(x), self.output_dim, self.input_dim,
+                                        f"{label}dy_dx")
+        return x, values, (values, derivatives)
 
     def _as_rows(self, x) -> tf.Tensor:
         """`x` as a tensor of rows of d values in the compute dtype."""

@@ -176,6 +176,9 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             or `"oscillatory"`, `"constant"`) or a `Candidate`.
         gradient_weight: with a fixed `prior`, its weight (None: the
             candidate's); must be None with `"auto"`.
+        derivative_weight: the weight of observed derivatives, when `fit`
+            is given `dy_dx` (see `GradINN`; 1 counts an observed
+            derivative entry's squared error as much as a value's).
         candidates: with `"auto"`, the candidates to choose among: names
             from `CANDIDATES`, `Candidate` objects, and `"screened"` to try
             screening the best of them (None: all of `CANDIDATES` and
@@ -248,6 +251,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "prior": [StrOptions({"auto", *CANDIDATES, *FIXED}), Candidate],
         "gradient_weight": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "derivative_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "candidates": ["array-like", None],
         "bounds": ["array-like", None],
         "contains": [callable, None],
@@ -273,6 +277,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         prior: str | Candidate = "auto",
         *,
         gradient_weight: float | None = None,
+        derivative_weight: float = 1.0,
         candidates: Sequence[str | Candidate] | None = None,
         bounds=None,
         contains: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -293,6 +298,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
     ):
         self.prior = prior
         self.gradient_weight = gradient_weight
+        self.derivative_weight = derivative_weight
         self.candidates = candidates
         self.bounds = bounds
         self.contains = contains
@@ -313,7 +319,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y, sample_weight=None, *, checkpoint_dir=None,
+    def fit(self, X, y, sample_weight=None, *, dy_dx=None, checkpoint_dir=None,
             checkpoint_seconds: float = 30.0) -> GradINNRegressor:
         """Chooses the prior (with `prior="auto"`) and fits the surrogate on all rows.
 
@@ -323,6 +329,12 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             sample_weight: optional non-negative weights of the rows; the
                 data term is their weighted mean, and so are the
                 cross-validation scores.
+            dy_dx: optional observed derivatives dy/dx at the rows, in the
+                units of y and X: (n, d) for a 1-D y, else (n, m, d); NaN
+                marks an entry that was not observed. Every fit (the
+                folds', the calibration's, the final one) trains on them
+                at its own rows, weighted by `derivative_weight`; the
+                cross-validation still scores held-out values.
             checkpoint_dir: a folder that makes the fit resumable: each
                 candidate's scores are kept there once it is done, and the
                 final fit's state at most every `checkpoint_seconds`. A later
@@ -349,9 +361,13 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         if not weights.sum() > 0:
             raise ValueError("sample_weight must have a positive sum")
         weights = weights / weights.mean()
+        if dy_dx is not None:
+            from keras_gradinn.derivatives import check_derivatives
+
+            dy_dx = check_derivatives(dy_dx, len(X), targets.shape[1], X.shape[1])
         self.bounds_ = self._bounds(X)
         seed = _seed(self.random_state)
-        context = _Context(self, X, targets, weights, seed, checkpoint_dir)
+        context = _Context(self, X, targets, weights, seed, checkpoint_dir, dy_dx)
         # Split once: a `cv` given as an iterable of splits may be a one-pass generator.
         splits = self._splits(context) if self.prior == "auto" or self.calibrate else None
         with _quiet_retracing():
@@ -669,13 +685,15 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 class _Context:
     """What every fit of one `GradINNRegressor.fit` call shares: data, seeds, pool, GPs."""
 
-    def __init__(self, estimator: GradINNRegressor, x, y, weights, seed, checkpoint_dir):
+    def __init__(self, estimator: GradINNRegressor, x, y, weights, seed, checkpoint_dir,
+                 dy_dx=None):
         from keras_gradinn import sampling
 
         self.checkpoint_dir = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.estimator, self.x, self.y, self.weights = estimator, x, y, weights
+        self.dy_dx = dy_dx
         self.mean = np.average(y, axis=0, weights=weights)
         spread = np.sqrt(np.average((y - self.mean) ** 2, axis=0, weights=weights))
         self.spread = np.where(spread > 0, spread, 1.0)
@@ -775,12 +793,13 @@ class _Context:
         model = GradINN(network, prior, bounds=e.bounds_, n_collocation=e.n_collocation,
                         sampler=self.pool, contains=e.contains,
                         gradient_weight=candidate.gradient_weight,
+                        derivative_weight=e.derivative_weight,
                         seed=self.collocation_seed,
                         input_labels=[str(c) for c in getattr(e, "feature_names_in_", [])] or None)
         model.adapt(self.y, self.weights)  # the kernel prior's standardisation, too
         return training.train(model, self.x, self.y,
                               sample_weight=weights if splits is not None else weights[:, 0],
-                              steps=steps, learning_rate=e.learning_rate,
+                              dy_dx=self.dy_dx, steps=steps, learning_rate=e.learning_rate,
                               batch_size=e.batch_size, seed=self.seed, epochs=epochs,
                               callbacks=callbacks, resume=resume)
 

@@ -48,13 +48,14 @@ def repeat_arrays(arguments: dict) -> None:
     batch = int(arguments.get("batch_size") or 32)
     if split and arguments.get("validation_data") is None:
         at = int(math.floor(len(x) * (1.0 - split)))
-        arguments["validation_data"] = (x[at:], y[at:]) + (
-            () if weights is None else (weights[at:],)
-        )
-        x, y, weights = x[:at], y[:at], None if weights is None else weights[:at]
+        # Targets may be a pair of values and observed derivatives.
+        data = (x, y) if weights is None else (x, y, weights)
+        arguments["validation_data"] = tf.nest.map_structure(lambda v: v[at:], data)
+        x, y, *rest = tf.nest.map_structure(lambda v: v[:at], data)
+        weights = rest[0] if rest else None
     if len(x) == 0:
         raise ValueError("fit needs at least one training row; got none")
-    rows = tuple(tf.constant(v) for v in ((x, y) if weights is None else (x, y, weights)))
+    rows = tf.nest.map_structure(tf.constant, (x, y) if weights is None else (x, y, weights))
     # One permutation of the row indices per epoch, cut into batches that are
     # gathered at once: tf.data's `shuffle` and `batch` move indices one at a
     # time, which on 1e5 rows or more costs more than the training step.
@@ -64,7 +65,7 @@ def repeat_arrays(arguments: dict) -> None:
     starts = tf.range(0, len(x), batch, dtype=tf.int64)
     dataset = order.flat_map(
         lambda o: tf.data.Dataset.from_tensor_slices(starts).map(lambda s: o[s : s + batch])
-    ).map(lambda i: tuple(tf.gather(v, i) for v in rows))
+    ).map(lambda i: tf.nest.map_structure(lambda v: tf.gather(v, i), rows))
     arguments.update(
         x=dataset,
         y=None,
@@ -86,7 +87,7 @@ class Loop:
     `StepGuard`.
     """
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def fit(self, x=None, y=None, *args, dy_dx=None, **kwargs):
         """`keras.Model.fit`, after checking the data and adapting the outputs.
 
         Array inputs must have d columns, lie inside the bounds and be
@@ -94,10 +95,15 @@ class Loop:
         standardisation from the training targets (arrays, excluding a
         `validation_split` tail, or a finite `tf.data.Dataset` read once);
         for other inputs (generators, `PyDataset`) call `adapt(y)` first.
+
+        `dy_dx`: observed derivatives of array targets, (n, m, d) in user
+        units (or (n, d) for one output), NaN where not observed; they add
+        the term weighted by `derivative_weight`. A dataset carries them in
+        its targets instead, `(x, (y, dy_dx))`; so may `y` itself.
         """
         bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
         arguments = bound.arguments
-        x, y = self._check_fit_data(arguments)
+        x, y = self._check_fit_data(arguments, dy_dx)
         if isinstance(x, tf.data.Dataset):
             # Keras would warn on every call that `shuffle` does not apply to datasets.
             arguments.setdefault("shuffle", False)
@@ -115,11 +121,14 @@ class Loop:
             raise
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn)."""
+        """`keras.Model.evaluate`, after checking array data (out-of-bounds rows warn).
+
+        Array targets may be a pair `(y, dy_dx)` with observed derivatives.
+        """
         if is_array_like(x):
             if y is None:
                 raise ValueError("evaluate needs targets y for array inputs")
-            x, y = self._check_xy(x, y, "", strict=False)
+            x, _, y = self._check_targets(x, y, "", strict=False)
         return super().evaluate(x, y, *args, **kwargs)
 
     def compile(self, optimizer="adam", loss="mse", *, steps_per_execution="auto", **kwargs):

@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras_gradinn import files, keras_private, sampling
 from keras_gradinn import priors as priors_lib
 from keras_gradinn.collocation import Sampler
+from keras_gradinn.derivatives import derivative_mismatch, split_target
 from keras_gradinn.domain import Domain, is_array_like
 from keras_gradinn.errors import NonFiniteLossError
 from keras_gradinn.guard import StepGuard
@@ -148,19 +149,25 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
 
         loss = data_loss(f(z_i), t_i)
                + gradient_weight * mean_c sum_jk (J f(z_c) - h(z_c))_jk^2
+               + derivative_weight * mean_(i,j,k observed) (J f(z_i) - G_i)_jk^2
 
     Here `z = (x - centre) / half_width` maps the `bounds` box onto
     [-1, 1]^d, `t = (y - mean) / std` standardises the targets with the
     statistics of the training targets (from the first `fit`, or from
     `adapt`), `J f(z_c)` is the (m, d) Jacobian of the network at each
     collocation point `z_c`, and `h(z_c)` is the prior's field reshaped to
-    (m, d). The collocation points are redrawn at every step from the
+    (m, d). The last term is there only when the targets carry observed
+    derivatives `dy/dx` (`fit(x, y, dy_dx=...)`, see
+    `keras_gradinn.derivatives`): `G_i` is row i's, in the normalised
+    units, and the mean runs over the entries that are not NaN.
+    The collocation points are redrawn at every step from the
     domain (`sampler`), and both f and (unless `prior_trainable=False`) h
     are trained together, through the Jacobian (computed as `jacobian`
     says) by the step's tape.
 
     Because the gradient term lives in the normalised space,
-    `gradient_weight` does not depend on the units of x or y, and the prior
+    `gradient_weight` (and `derivative_weight`) does not depend on the
+    units of x or y, and the prior
     speaks of standardised outputs per unit of normalised input. `call`,
     `predict`, `predict_gradient` and the compiled metrics use the user's
     units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
@@ -173,7 +180,9 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
     `fit`/`evaluate` report `loss`, `data_loss` (the compiled loss, "mse"
     by default, on standardised targets, honouring `sample_weight`, plus any
     layer regularisation penalties), `gradient_loss` (the mean squared
-    Jacobian mismatch, unweighted) and the compiled metrics in user units.
+    Jacobian mismatch, unweighted), once derivatives were given
+    `derivative_loss` (their mean squared error, unweighted) and the
+    compiled metrics in user units.
     To monitor `data_loss` or `gradient_loss` in callbacks such as
     `EarlyStopping`, pass `mode="min"`; Keras infers it only for `loss`.
 
@@ -195,6 +204,10 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
             not boxes; see `set_sampler`.
         gradient_weight: lambda >= 0. With 0 the gradient term and its
             nested tape are skipped entirely.
+        derivative_weight: the weight >= 0 of observed derivatives, when
+            the targets carry them. The default 1 counts the mean squared
+            error of an observed derivative entry as much as the data term
+            counts that of a value (both in normalised units).
         jacobian: how training computes the Jacobian. `"auto"` (default):
             the explicit chain rule for a chain of Dense layers (as
             `keras_gradinn.mlp` builds), forward mode if d < m and reverse
@@ -240,6 +253,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         sampler: str | np.ndarray | dict | Sampler | None = "sobol",
         contains: Callable[[np.ndarray], np.ndarray] | None = None,
         gradient_weight: float = 1e-2,
+        derivative_weight: float = 1.0,
         jacobian: str = "auto",
         prior_trainable: bool = True,
         seed: int | None = None,
@@ -270,6 +284,8 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         self.n_collocation = int(n_collocation)
         self._gradient_weight = 0.0
         self.gradient_weight = gradient_weight
+        self._derivative_weight = 0.0
+        self.derivative_weight = derivative_weight
         self.prior_trainable = bool(prior_trainable)
         self.seed = int(seed)
         self.input_labels = _check_labels(input_labels, d, "x", "input_labels")
@@ -291,6 +307,10 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.data_loss_tracker = keras.metrics.Mean(name="data_loss")
         self.gradient_loss_tracker = keras.metrics.Mean(name="gradient_loss")
+        self.derivative_loss_tracker = keras.metrics.Mean(name="derivative_loss")
+        # Set when a step is traced with observed derivatives: from then on
+        # `derivative_loss` is among the metrics.
+        self._observes_derivatives = False
         self._jacobian_function = None
         self._init_guard(list(network.weights) + list(prior.weights))
         self.set_sampler(sampler, contains=contains)
@@ -322,6 +342,16 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         self._gradient_weight = non_negative(value, "gradient_weight")
         # The weight is a constant of the traced step (weight 0 skips the
         # nested tape), so a new value needs new step functions.
+        self.train_function = self.test_function = None
+
+    @property
+    def derivative_weight(self) -> float:
+        """The weight of observed derivatives; setting it retraces the step."""
+        return self._derivative_weight
+
+    @derivative_weight.setter
+    def derivative_weight(self, value: float) -> None:
+        self._derivative_weight = non_negative(value, "derivative_weight")
         self.train_function = self.test_function = None
 
     # ---------------------------------------------------------------- forward
@@ -402,16 +432,18 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
 
     @property
     def metrics(self):
-        own = [self.loss_tracker, self.data_loss_tracker, self.gradient_loss_tracker]
-        # Keras' own "loss" tracker is replaced by ours, which sums both terms.
+        own = [self.loss_tracker, self.data_loss_tracker, self.gradient_loss_tracker,
+               self.derivative_loss_tracker]
+        # Keras' own "loss" tracker is replaced by ours, which sums the terms.
         rest = [m for m in super().metrics if m.name != "loss" and all(m is not o for o in own)]
-        return own + rest
+        return own[: 3 + self._observes_derivatives] + rest
 
-    def _loss_terms(self, z, t, sample_weight, training):
+    def _loss_terms(self, z, t, sample_weight, training, derivatives=None):
         """Predictions and the (data, gradient, total) losses, means over members.
 
-        Training minimises `members` times the total, the sum of the
-        members' own losses (see `train_step`).
+        With observed `derivatives` (normalised, see `_normalise`), their
+        loss too, before the total. Training minimises `members` times the
+        total, the sum of the members' own losses (see `train_step`).
         """
         t_pred = self.network(z, training=training)
         if self._stacked:
@@ -443,14 +475,21 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         else:
             gradient_loss = tf.zeros((), dtype=data_loss.dtype)
             loss = data_loss
-        return t_pred, data_loss, gradient_loss, loss
+        if derivatives is None:
+            return t_pred, data_loss, gradient_loss, loss
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        mismatch = derivative_mismatch(self._jacobian(z, training), derivatives, sample_weight)
+        derivative_loss = tf.cast(tf.reduce_mean(mismatch) / replicas, data_loss.dtype)
+        loss = loss + self.derivative_weight * derivative_loss
+        return t_pred, data_loss, gradient_loss, derivative_loss, loss
 
     def _update_metrics(self, x, y, z, t_pred, sample_weight, losses):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch = tf.shape(z)[0]
-        for tracker, value in zip(
-            (self.data_loss_tracker, self.gradient_loss_tracker, self.loss_tracker), losses
-        ):
+        trackers = (self.data_loss_tracker, self.gradient_loss_tracker)
+        if len(losses) == 4:
+            trackers += (self.derivative_loss_tracker,)
+        for tracker, value in zip((*trackers, self.loss_tracker), losses):
             tracker.update_state(value * replicas, sample_weight=batch)
         _, _, mean, std = self._scales(t_pred.dtype)
         if self._stacked:
@@ -465,14 +504,18 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        z, t = self._normalise(x, y)
+        y, derivatives = split_target(y)
+        z, t, derivatives = self._normalise(x, y, derivatives)
+        self._observes_derivatives |= derivatives is not None
 
-        # Forward pass: data term and, through a nested tape, gradient term.
-        # A stacked network's members are trained on the sum of their losses.
+        # Forward pass: data term and, through a nested tape, gradient term
+        # (and observed derivatives' term). A stacked network's members are
+        # trained on the sum of their losses.
         with tf.GradientTape() as tape:
-            t_pred, data_loss, gradient_loss, loss = self._loss_terms(
-                z, t, sample_weight, training=True
+            t_pred, data_loss, gradient_loss, *rest = self._loss_terms(
+                z, t, sample_weight, training=True, derivatives=derivatives
             )
+            loss = rest[-1]
             scaled_loss = self.optimizer.scale_loss(loss * self.members)
 
         # Compute gradients. Without the gradient term the prior's are zero;
@@ -490,13 +533,16 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
 
         # Update metrics
         return self._update_metrics(
-            x, y, z, t_pred, sample_weight, (data_loss, gradient_loss, loss)
+            x, y, z, t_pred, sample_weight, (data_loss, gradient_loss, *rest)
         )
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        z, t = self._normalise(x, y)
-        t_pred, *losses = self._loss_terms(z, t, sample_weight, training=False)
+        y, derivatives = split_target(y)
+        z, t, derivatives = self._normalise(x, y, derivatives)
+        self._observes_derivatives |= derivatives is not None
+        t_pred, *losses = self._loss_terms(z, t, sample_weight, training=False,
+                                           derivatives=derivatives)
         return self._update_metrics(x, y, z, t_pred, sample_weight, losses)
 
     # ------------------------------------------------------------- prediction
@@ -603,6 +649,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
             n_collocation=self.n_collocation,
             sampler=self._saveable_sampler(),
             gradient_weight=self.gradient_weight,
+            derivative_weight=self.derivative_weight,
             jacobian=self.jacobian,
             prior_trainable=self.prior_trainable,
             seed=self.seed,

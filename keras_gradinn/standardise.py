@@ -64,17 +64,24 @@ class Standardise:
             for v in (self.input_offset, self.input_scale, self.output_mean, self.output_std)
         ))
 
-    def _normalise(self, x, y):
-        """Normalised inputs `z` and standardised targets `t` (None without targets)."""
+    def _normalise(self, x, y, derivatives=None):
+        """Normalised inputs `z`, standardised targets `t` and derivatives `dt/dz`.
+
+        `t` is None without targets, and `dt/dz` without `derivatives`
+        (n, m, d) in user units, NaN where not observed.
+        """
         x = self._as_rows(x)
         offset, scale, mean, std = self._scales(x.dtype)
         z = (x - offset) / scale
         if y is None:
-            return z, None
+            return z, None, None
         y = tf.cast(y, x.dtype)
         m = self.output_dim
         y = check_rows(y, "y", m, purpose=f"for {m} output(s)")
-        return z, (y - mean) / std
+        if derivatives is None:
+            return z, (y - mean) / std, None
+        derivatives = tf.reshape(tf.cast(derivatives, x.dtype), [-1, m, self.input_dim])
+        return z, (y - mean) / std, derivatives * scale[None, None, :] / std[None, :, None]
 
     @property
     def adapted(self) -> bool:

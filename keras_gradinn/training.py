@@ -43,6 +43,7 @@ def train(
     y: np.ndarray,
     *,
     sample_weight: np.ndarray | None = None,
+    dy_dx: np.ndarray | None = None,
     steps: int = STEPS,
     learning_rate: float = LEARNING_RATE,
     batch_size: int = FULL_BATCH_ROWS,
@@ -65,6 +66,8 @@ def train(
         y: targets (n, m).
         sample_weight: optional row weights (n,), or (n, k) for a stacked
             model's members.
+        dy_dx: optional observed derivatives (n, m, d), NaN where not
+            observed (see `keras_gradinn.derivatives`).
         steps: optimizer steps.
         learning_rate: initial learning rate.
         batch_size: rows per step above which batches are drawn.
@@ -88,7 +91,11 @@ def train(
         weights = None if sample_weight is None else np.asarray(sample_weight, float)
         # One standardisation for all members of a stack: each row's mean weight.
         model.adapt(y, weights if weights is None or weights.ndim == 1 else weights.mean(axis=1))
-    rows = [x.astype("float32"), y.astype("float32")]
+    target = y.astype("float32")
+    if dy_dx is not None:
+        target = (target, np.asarray(dy_dx, "float32").reshape(len(y), model.output_dim,
+                                                                 model.input_dim))
+    rows = [x.astype("float32"), target]
     if sample_weight is not None:
         rows.append(np.asarray(sample_weight, "float32"))
     if len(x) <= batch_size:
