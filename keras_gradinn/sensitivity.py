@@ -18,7 +18,8 @@ single-output model and (m, d) for m outputs.
   SALib computes `vi` by finite differences, `N (d + 1)` model evaluations;
   here it costs N points of one batched Jacobian.
 
-Inputs are taken uniform over the model's `bounds`. An ensemble's indices
+Inputs are taken uniform over the model's `bounds`, or over a smaller box
+given as `bounds` (the inputs' nominal ranges, say). An ensemble's indices
 are those of the members' mean (the model's prediction), with the spread of
 the members' own indices beside them (`*_members_std`).
 
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from keras_gradinn import sampling
-from keras_gradinn.validation import integer_in
+from keras_gradinn.validation import BOUNDS_SLACK, integer_in
 
 __all__ = ["dgsm", "sobol"]
 
@@ -86,6 +87,25 @@ def _check_seed(seed: Any) -> Seed:
     return integer_in(seed, "seed", 0)
 
 
+def _box(model, bounds: Any) -> np.ndarray:
+    """The box the inputs are uniform on: the model's bounds, or `bounds` inside them."""
+    if bounds is None:
+        return model.bounds
+    box = sampling.as_bounds(bounds)
+    if box.shape != model.bounds.shape:
+        raise ValueError(f"bounds must have shape {model.bounds.shape}, one (low, high) per "
+                         f"input of the model; got shape {box.shape}")
+    low, high = model.bounds.T
+    slack = BOUNDS_SLACK * (high - low)  # as the model's own checks of points allow
+    beyond = np.flatnonzero((box[:, 0] < low - slack) | (box[:, 1] > high + slack))
+    if beyond.size:
+        j = int(beyond[0])
+        raise ValueError(f"bounds must lie inside the model's bounds, where it was fitted; "
+                         f"input {model.input_labels[j]!r} has {tuple(box[j].tolist())}, "
+                         f"outside {tuple(model.bounds[j].tolist())}")
+    return box
+
+
 def _domain_predicate(model) -> Callable[[np.ndarray], np.ndarray] | None:
     """The `contains` predicate a model's collocation points are drawn inside, or None.
 
@@ -120,6 +140,7 @@ def sobol(
     *,
     n_samples: int = 8192,
     seed: Seed = None,
+    bounds: Any = None,
     num_resamples: int = 100,
     conf_level: float = 0.95,
     batch_size: int = 8192,
@@ -147,6 +168,10 @@ def sobol(
             sequence is balanced only in blocks of 2^k).
         seed: seed of the design and of the bootstrap (an integer, a
             `numpy.random.Generator`, or None for fresh entropy).
+        bounds: the box (d, 2) the inputs are uniform on, inside the model's
+            `bounds` (None: the model's bounds). A `GradINNRegressor` fitted
+            without `bounds` has the data's range widened by 5 % on each
+            side; pass the inputs' nominal ranges to analyse those.
         num_resamples: bootstrap resamples of the confidence half-widths.
         conf_level: probability of the confidence intervals.
         batch_size: rows per evaluation of the network.
@@ -174,6 +199,7 @@ def sobol(
     model = _fitted_model(model)
     n_samples, num_resamples, conf_level = _check_options(n_samples, num_resamples, conf_level)
     seed = _check_seed(seed)
+    box = _box(model, bounds)
     if n_samples & (n_samples - 1):
         below = 1 << (n_samples.bit_length() - 1)
         raise ValueError(f"n_samples must be a power of two for the Sobol' design; got "
@@ -187,7 +213,7 @@ def sobol(
     # NumPy's global one), so it is given nonzero integers drawn from `rng`.
     design_seed, bootstrap_seed = (int(s) for s in rng.integers(1, 2**31 - 1, size=2))
     problem = {"num_vars": model.input_dim, "names": list(model.input_labels),
-               "bounds": model.bounds.tolist()}
+               "bounds": box.tolist()}
     x = sobol_sample.sample(problem, n_samples, calc_second_order=False, seed=design_seed)
     members = model.predict_members(x, batch_size=batch_size).astype(np.float64)  # (n, k, m)
     k, m, d = model.members, model.output_dim, model.input_dim
@@ -260,15 +286,16 @@ def dgsm(
     *,
     n_samples: int = 8192,
     seed: Seed = None,
+    bounds: Any = None,
     num_resamples: int = 100,
     conf_level: float = 0.95,
     batch_size: int = 8192,
 ) -> dict[str, np.ndarray]:
     """Derivative-based global sensitivity measures from the surrogate's exact Jacobian.
 
-    At `n_samples` points of a scrambled Sobol' sequence over the model's
-    domain (its `bounds` box; inside its `contains` predicate if the model
-    was built with one),
+    At `n_samples` points of a scrambled Sobol' sequence over the box (the
+    model's `bounds`, or `bounds`), inside the model's `contains` predicate
+    if it was built with one,
 
         vi_j   = E[(dY/dx_j)^2],
         dgsm_j = vi_j (b_j - a_j)^2 / (pi^2 Var(Y)),
@@ -287,6 +314,9 @@ def dgsm(
         n_samples: points at which the Jacobian is evaluated (>= 2).
         seed: seed of the points and of the bootstrap (an integer, a
             `numpy.random.Generator`, or None for fresh entropy).
+        bounds: the box (d, 2) the points are drawn in and whose widths
+            normalise `dgsm`, inside the model's `bounds` (None: the
+            model's bounds); see `sobol`.
         num_resamples: bootstrap resamples of the confidence half-width.
         conf_level: probability of the confidence interval.
         batch_size: rows per Jacobian evaluation.
@@ -318,13 +348,14 @@ def dgsm(
     model = _fitted_model(model)
     n_samples, num_resamples, conf_level = _check_options(n_samples, num_resamples, conf_level)
     seed = _check_seed(seed)
+    box = _box(model, bounds)
     rng = np.random.default_rng(seed)
-    x = sampling.sample(n_samples, model.bounds, method="sobol", seed=rng,
+    x = sampling.sample(n_samples, box, method="sobol", seed=rng,
                         contains=_domain_predicate(model))
     jacobians = model.predict_gradient(x, batch_size=batch_size, members=True)  # (n, k, m, d)
     jacobians = jacobians.astype(np.float64)
     members = model.predict_members(x, batch_size=batch_size).astype(np.float64)  # (n, k, m)
-    widths = model.bounds[:, 1] - model.bounds[:, 0]
+    widths = box[:, 1] - box[:, 0]
     # The model's prediction is the members' mean, and so is its Jacobian.
     jacobian, y = jacobians.mean(axis=1), members.mean(axis=1)
     vi, vi_std, index = _dgsm_indices(jacobian, y, widths)

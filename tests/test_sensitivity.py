@@ -166,6 +166,18 @@ def test_dgsm_matches_salibs_finite_difference_analysis_of_the_same_surrogate():
     np.testing.assert_allclose(measures["dgsm"], reference["dgsm"], rtol=0.05)
 
 
+def test_indices_over_a_smaller_box_follow_its_widths():
+    kernel = [1.0, 2.0, 0.5, 3.0]
+    box = np.array([(0.0, 0.5), (1.0, 5.0), (-1.0, 1.0), (10.0, 11.0)])
+    model = linear(kernel)
+    index, bound = closed_form(slopes_of(kernel)[0], box[:, 1] - box[:, 0])
+    assert np.abs(index - closed_form(slopes_of(kernel)[0])[0]).max() > 0.05
+    np.testing.assert_allclose(sensitivity.sobol(model, n_samples=2048, seed=0, bounds=box)["ST"],
+                               index, atol=0.01)
+    np.testing.assert_allclose(sensitivity.dgsm(model, n_samples=2048, seed=0, bounds=box)["dgsm"],
+                               bound, rtol=0.01)
+
+
 def test_a_regressor_is_read_through_its_fitted_model_and_seeds_repeat():
     model = linear([1.0, 2.0, 0.0, 3.0])
     estimator = kg.GradINNRegressor()
@@ -191,6 +203,10 @@ def test_a_regressor_is_read_through_its_fitted_model_and_seeds_repeat():
     (lambda m: sensitivity.sobol(m, num_resamples=1), ValueError, "num_resamples must be"),
     (lambda m: sensitivity.dgsm(m, seed=-1), ValueError, "seed must be"),
     (lambda m: sensitivity.sobol(m.network), TypeError, "got Sequential"),
+    (lambda m: sensitivity.dgsm(m, bounds=[(0, 1)] * 3), ValueError,
+     "bounds must have shape (4, 2), one (low, high) per input of the model; got shape (3, 2)"),
+    (lambda m: sensitivity.sobol(m, bounds=[(0, 1), (0, 5), (-2, 2), (10, 11)]), ValueError,
+     "input 'x1' has (0.0, 5.0), outside (1.0, 5.0)"),
 ])
 def test_bad_arguments_are_refused_by_name(call, error, fragment):
     model = linear([1.0, 2.0, 0.0, 3.0])
