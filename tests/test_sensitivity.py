@@ -285,18 +285,38 @@ def test_the_command_prints_and_writes_the_librarys_indices(tmp_path, main_in_pr
     assert sorted(p.name for p in out.parent.iterdir()) == ["sensitivity"]
 
 
+def test_the_command_analyses_the_box_of_a_bounds_file(tmp_path, main_in_process):
+    model = linear([1.0, 2.0, 0.5, 3.0])
+    model.save(tmp_path / "model.keras")
+    box = [(0.0, 0.5), (1.0, 5.0), (-1.0, 1.0), (10.0, 11.0)]
+    (tmp_path / "box.csv").write_text("input,low,high\n" + "".join(
+        f"x{j},{low},{high}\n" for j, (low, high) in enumerate(box)))
+
+    code, stdout, _ = main_in_process("sensitivity", tmp_path / "model.keras", "--method",
+                                      "dgsm", "--samples", "300", "--bounds", tmp_path / "box.csv")
+
+    assert code == 0
+    expected = sensitivity.dgsm(model, n_samples=300, seed=0, bounds=box)["dgsm"]
+    assert [line.split()[2] for line in stdout.splitlines()[1:]] == [f"{v:.4f}" for v in expected]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--samples", "1"], "--samples must be at least 2; got 1"),
     (["--samples", "1000"], "power of two for Sobol' indices; got 1000"),
     (["--samples", "1000", "--method", "sobol"], "power of two"),
     (["--seed", "-4"], "--seed must be a non-negative integer; got -4"),
+    (["--bounds", "wide.csv"], "input 'x0' has (-1.0, 1.0), outside (0.0, 1.0)"),
+    (["--bounds", "missing.csv"], "missing.csv: no such file"),
 ])
 def test_the_command_refuses_bad_input_and_writes_nothing(tmp_path, main_in_process, args,
                                                           fragment):
     linear([1.0, 2.0, 0.0, 3.0]).save(tmp_path / "model.keras")
+    (tmp_path / "wide.csv").write_text("input,low,high\nx0,-1,1\nx1,1,5\nx2,-2,2\nx3,10,11\n")
     before = sorted(tmp_path.rglob("*"))
-    code, stdout, stderr = main_in_process("sensitivity", tmp_path / "model.keras", *args,
-                                           "--out", tmp_path / "out" / "deeper")
+    code, stdout, stderr = main_in_process(
+        "sensitivity", tmp_path / "model.keras",
+        *(tmp_path / a if a.endswith(".csv") else a for a in args),
+        "--out", tmp_path / "out" / "deeper")
     assert code == 1 and stdout == ""
     assert stderr.startswith("keras-gradinn: error: ") and fragment in stderr, stderr
     assert sorted(tmp_path.rglob("*")) == before

@@ -23,14 +23,16 @@ __all__ = ["COLUMNS", "add_arguments", "bar_chart", "run", "sensitivity", "table
 
 HELP = "global sensitivity indices (Sobol', DGSM) of a saved surrogate"
 DESCRIPTION = ("Compute first-order and total Sobol' indices (S1, ST) and derivative-based "
-               "measures (vi, dgsm: an upper bound on ST)\nof a saved surrogate, with inputs "
-               "uniform over its bounds, and print them per output and input. With --out,\n"
-               "also write DIR/sensitivity.csv and a bar chart DIR/sensitivity.png. Sobol' "
-               "evaluates the surrogate at\nSAMPLES x (d + 2) points (SAMPLES a power of two), "
-               "DGSM its exact Jacobian at SAMPLES points.")
+               "measures\n(vi, dgsm: an upper bound on ST) of a saved surrogate, with inputs "
+               "uniform over its bounds\n(or the box in --bounds), and print them per output "
+               "and input. With --out, also write\nDIR/sensitivity.csv and a bar chart "
+               "DIR/sensitivity.png. Sobol' evaluates the surrogate at\nSAMPLES x (d + 2) points "
+               "(SAMPLES a power of two), DGSM its exact Jacobian at SAMPLES points.")
 EPILOG = ("examples:\n  keras-gradinn sensitivity runs/beam/model.keras\n"
           "  keras-gradinn sensitivity runs/beam/model.keras --method dgsm --samples 10000 "
-          "--seed 1 --out runs/beam/sensitivity")
+          "--seed 1 --out runs/beam/sensitivity\n"
+          "  keras-gradinn sensitivity runs/beam/model.keras --bounds nominal.csv  "
+          "# input,low,high per row")
 
 METHODS = ("both", "sobol", "dgsm")
 
@@ -65,20 +67,26 @@ def _check_arguments(method: str, samples: int, seed: int,
 
 
 def sensitivity(model_path: str, *, method: str = "both", samples: int = 8192, seed: int = 0,
-                out: str | None = None) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+                bounds: str | None = None, out: str | None = None
+                ) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
     """The indices of a saved model, as (input labels, output labels, indices (m, d) by name).
 
-    With `out`, also writes `out/sensitivity.csv` and `out/sensitivity.png`.
+    `bounds` names a CSV file `input,low,high` of the box to analyse (as
+    `fit --bounds` reads it), inside the model's bounds; by default the
+    model's bounds. With `out`, also writes `out/sensitivity.csv` and
+    `out/sensitivity.png`.
     """
     from keras_gradinn import sensitivity as methods
+    from keras_gradinn import tables
 
     folder = _check_arguments(method, samples, seed, out)
     model = load_model(model_path)
+    box = None if bounds is None else tables.read_bounds(bounds, list(model.input_labels))
     results: dict[str, np.ndarray] = {}
     if method in ("both", "sobol"):
-        results.update(methods.sobol(model, n_samples=samples, seed=seed))
+        results.update(methods.sobol(model, n_samples=samples, seed=seed, bounds=box))
     if method in ("both", "dgsm"):
-        results.update(methods.dgsm(model, n_samples=samples, seed=seed))
+        results.update(methods.dgsm(model, n_samples=samples, seed=seed, bounds=box))
     results = {key: np.asarray(value).reshape(model.output_dim, model.input_dim)
                for key, value in results.items()}
     inputs, outputs = list(model.input_labels), list(model.output_labels)
@@ -164,6 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "and DGSM points (default 8192)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the points and bootstrap (default 0)")
+    parser.add_argument("--bounds", metavar="FILE",
+                        help="CSV file input,low,high of the box to analyse, inside the model's "
+                        "bounds (default: the model's bounds)")
     parser.add_argument("--out", metavar="DIR",
                         help="folder for sensitivity.csv and sensitivity.png (created if "
                         "missing; files of those names are replaced)")
@@ -172,7 +183,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs `keras-gradinn sensitivity`: the table, then the files written."""
     inputs, outputs, results = sensitivity(args.model, method=args.method,
-                                           samples=args.samples, seed=args.seed, out=args.out)
+                                           samples=args.samples, seed=args.seed,
+                                           bounds=args.bounds, out=args.out)
     print(table(inputs, outputs, results))
     if args.out is not None:
         folder = pathlib.Path(args.out)
