@@ -127,8 +127,8 @@ def bar_chart(path: str | pathlib.Path, inputs: Sequence[str], outputs: Sequence
         ("S1", "S1 (first order)"), ("ST", "ST (total)"), ("dgsm", "DGSM (bound on ST)"))
         if key in results]
     d, width = len(inputs), 0.8 / len(shown)
-    figure, axes = new_figure(len(outputs), 1, (max(5.0, 0.7 * d * len(shown) + 2), 3.2 *
-                                                len(outputs)))
+    size = (min(16.0, max(5.0, 0.35 * d * len(shown) + 2)), 3.6 * len(outputs))
+    figure, axes = new_figure(len(outputs), 1, size)
     positions = np.arange(d)
     for i, (axis, output) in enumerate(zip(axes[:, 0], outputs)):
         for s, (key, label) in enumerate(shown):
@@ -138,7 +138,7 @@ def bar_chart(path: str | pathlib.Path, inputs: Sequence[str], outputs: Sequence
         axis.set(ylabel="share of Var(output)", title=f"Sensitivity of {output}")
         axis.axhline(0, color="0.5", lw=0.8)
         axis.legend(fontsize=8)
-    figure.suptitle("Global sensitivity (bars: 95 % bootstrap intervals)")
+    figure.suptitle("Global sensitivity (whiskers: 95 % bootstrap intervals)")
     figure.savefig(path, dpi=110)
     return figure
 
