@@ -329,3 +329,13 @@ def test_the_command_refuses_an_unknown_method_and_a_missing_model(tmp_path, mai
     code, _, stderr = main_in_process("sensitivity", tmp_path / "m.keras", "--out", tmp_path / "o")
     assert code == 1 and "m.keras: no such model file" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_is_listed_and_has_help_with_examples(capsys):
+    from keras_gradinn.cli import COMMANDS, main
+
+    assert "sensitivity" in COMMANDS
+    with pytest.raises(SystemExit) as exited:
+        main(["sensitivity", "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and "examples:" in out and "--bounds FILE" in out
