@@ -11,7 +11,17 @@ Optional converters (tf2onnx, onnx, onnxruntime) and matplotlib load only
 when an export or a plot is made.
 """
 
-from keras_gradinn import datasets, export, kernels, priors, problems, sampling, stacked, training
+from keras_gradinn import (
+    datasets,
+    export,
+    kernels,
+    priors,
+    problems,
+    sampling,
+    sensitivity,
+    stacked,
+    training,
+)
 from keras_gradinn.estimator import Candidate, GradINNRegressor
 from keras_gradinn.jacobian import value_and_jacobian
 from keras_gradinn.model import GradINN, NonFiniteLossError
@@ -32,6 +42,7 @@ __all__ = [
     "priors",
     "problems",
     "sampling",
+    "sensitivity",
     "stacked",
     "training",
     "value_and_jacobian",

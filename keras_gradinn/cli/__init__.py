@@ -19,7 +19,7 @@ from collections.abc import Sequence
 __all__ = ["COMMANDS", "main"]
 
 #: The subcommands, each a module `keras_gradinn.cli.<name>`.
-COMMANDS = ("fit", "predict", "info", "export", "demo", "perf", "bench")
+COMMANDS = ("fit", "predict", "info", "sensitivity", "export", "demo", "perf", "bench")
 
 EXAMPLES = """examples:
   keras-gradinn demo
@@ -27,6 +27,7 @@ EXAMPLES = """examples:
       --targets deflection --out runs/beam
   keras-gradinn predict runs/beam/model.keras new_points.csv --gradient --out predictions.csv
   keras-gradinn info runs/beam/model.keras
+  keras-gradinn sensitivity runs/beam/model.keras --out runs/beam/sensitivity
   keras-gradinn export runs/beam/model.keras --onnx beam.onnx --with-gradient
   keras-gradinn perf --out perf.jsonl
   keras-gradinn bench friedman1 --quick --out bench-quick
