@@ -70,7 +70,14 @@ def check_derivatives(value: Any, n: int, m: int, d: int, label: str = "dy_dx") 
 
 def derivative_mismatch(jacobian: tf.Tensor, observed: tf.Tensor,
                         sample_weight: tf.Tensor | None = None) -> tf.Tensor:
-    """Each member's weighted mean squared error over the observed entries, shape (k,).
+    """Each member's squared error of the observed entries, per target value, shape (k,).
+
+    Every observed entry counts as much as one target value counts in a
+    mean squared data term: the sum of the entries' squared errors is
+    divided by the number of values, rows times outputs (weighted by the
+    rows' weights). A row of d observed partial derivatives per output thus
+    weighs d times its values, as d more observations of equal precision
+    would; unobserved entries add nothing.
 
     Args:
         jacobian: the members' Jacobians (k, n, m, d).
@@ -79,15 +86,14 @@ def derivative_mismatch(jacobian: tf.Tensor, observed: tf.Tensor,
         sample_weight: row weights (n,), or (n, k) for each member's own.
 
     Returns:
-        `sum_b w_b sum_ij o_bij (J_bij - G_bij)^2 / sum_b w_b sum_ij o_bij`
-        per member, with `o` 1 where observed and 0 elsewhere; 0 for a
-        member that sees no observed entry.
+        `sum_b w_b sum_ij o_bij (J_bij - G_bij)^2 / (m sum_b w_b)` per
+        member, with `o` 1 where observed and 0 elsewhere (0 for a member
+        whose rows all have weight 0).
     """
     dtype = jacobian.dtype
     observed = tf.cast(observed, dtype)
     seen = tf.math.is_finite(observed)
     error = tf.where(seen[None], jacobian - tf.where(seen, observed, 0)[None], 0)
-    counts = tf.reduce_sum(tf.cast(seen, dtype), axis=[1, 2])  # (n,)
     squares = tf.reduce_sum(tf.square(error), axis=[2, 3])  # (k, n)
     if sample_weight is None:
         weights = tf.ones_like(squares)
@@ -95,5 +101,6 @@ def derivative_mismatch(jacobian: tf.Tensor, observed: tf.Tensor,
         weights = tf.cast(sample_weight, dtype)
         weights = weights[None] if weights.shape.rank == 1 else tf.transpose(weights)
         weights = tf.broadcast_to(weights, tf.shape(squares))
+    outputs = tf.cast(tf.shape(jacobian)[2], dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(weights * squares, axis=1),
-                                 tf.reduce_sum(weights * counts[None], axis=1))
+                                 outputs * tf.reduce_sum(weights, axis=1))

@@ -177,7 +177,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         gradient_weight: with a fixed `prior`, its weight (None: the
             candidate's); must be None with `"auto"`.
         derivative_weight: the weight of observed derivatives, when `fit`
-            is given `dy_dx` (see `GradINN`; 1 counts an observed
+            is given `dy_dx` (see `GradINN`; 1 counts each observed
             derivative entry's squared error as much as a value's).
         candidates: with `"auto"`, the candidates to choose among: names
             from `CANDIDATES`, `Candidate` objects, and `"screened"` to try

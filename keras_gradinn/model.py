@@ -149,7 +149,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
 
         loss = data_loss(f(z_i), t_i)
                + gradient_weight * mean_c sum_jk (J f(z_c) - h(z_c))_jk^2
-               + derivative_weight * mean_(i,j,k observed) (J f(z_i) - G_i)_jk^2
+               + derivative_weight * (1 / (n m)) sum_(i,j,k observed) (J f(z_i) - G_i)_jk^2
 
     Here `z = (x - centre) / half_width` maps the `bounds` box onto
     [-1, 1]^d, `t = (y - mean) / std` standardises the targets with the
@@ -159,7 +159,8 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
     (m, d). The last term is there only when the targets carry observed
     derivatives `dy/dx` (`fit(x, y, dy_dx=...)`, see
     `keras_gradinn.derivatives`): `G_i` is row i's, in the normalised
-    units, and the mean runs over the entries that are not NaN.
+    units; entries that are NaN add nothing, and dividing by the number
+    of target values n m counts each observed entry like one value.
     The collocation points are redrawn at every step from the
     domain (`sampler`), and both f and (unless `prior_trainable=False`) h
     are trained together, through the Jacobian (computed as `jacobian`
@@ -181,7 +182,8 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
     by default, on standardised targets, honouring `sample_weight`, plus any
     layer regularisation penalties), `gradient_loss` (the mean squared
     Jacobian mismatch, unweighted), once derivatives were given
-    `derivative_loss` (their mean squared error, unweighted) and the
+    `derivative_loss` (their squared error per target value, unweighted)
+    and the
     compiled metrics in user units.
     To monitor `data_loss` or `gradient_loss` in callbacks such as
     `EarlyStopping`, pass `mode="min"`; Keras infers it only for `loss`.
@@ -205,9 +207,10 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         gradient_weight: lambda >= 0. With 0 the gradient term and its
             nested tape are skipped entirely.
         derivative_weight: the weight >= 0 of observed derivatives, when
-            the targets carry them. The default 1 counts the mean squared
-            error of an observed derivative entry as much as the data term
-            counts that of a value (both in normalised units).
+            the targets carry them. The default 1 counts each observed
+            derivative entry's squared error as much as the data term counts
+            a value's (both in normalised units; see
+            `keras_gradinn.derivatives.derivative_mismatch`).
         jacobian: how training computes the Jacobian. `"auto"` (default):
             the explicit chain rule for a chain of Dense layers (as
             `keras_gradinn.mlp` builds), forward mode if d < m and reverse
