@@ -416,14 +416,14 @@ def test_gradient_columns_fill_their_slots_and_a_validation_file_needs_none(tmp_
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(12, 2))
     y = np.stack([x[:, 0] + x[:, 1], x[:, 0] * x[:, 1]], axis=1)
-    dv_db, du_da = x[:, 0].copy(), np.ones(12)
+    dv_da, du_da = x[:, 1].copy(), np.ones(12)
     du_da[[2, 7]] = np.nan
-    columns = np.concatenate([x, y, dv_db[:, None], du_da[:, None], -np.ones((12, 1))], axis=1)
-    write_csv(tmp_path / "data.csv", ["a", "b", "u", "v", "dv/db", "du/da", "du/db"],
+    columns = np.concatenate([x, y, dv_da[:, None], du_da[:, None], -np.ones((12, 1))], axis=1)
+    write_csv(tmp_path / "data.csv", ["a", "b", "u", "v", "dv/da", "du/da", "du/db"],
               [["" if np.isnan(v) else v for v in row] for row in columns])
     (tmp_path / "run.toml").write_text(
         f'data = "{tmp_path / "data.csv"}"\ninputs = ["a", "b"]\ntargets = ["u", "v"]\n'
-        'gradients = ["dv/db", "du/da"]\nvalidation_split = 0.25\n')
+        'gradients = ["dv/da", "du/da"]\nvalidation_split = 0.25\n')
     config = fit_command.resolve_config(tmp_path / "run.toml", {})
     assert config["derivative_weight"] == 1.0  # the estimator's default
     data = fit_command.read_training_data(config)
@@ -431,9 +431,9 @@ def test_gradient_columns_fill_their_slots_and_a_validation_file_needs_none(tmp_
     rows = [int(np.flatnonzero((x == row).all(axis=1))[0]) for row in data.x_train]
     assert len(rows) == 9
     g = data.dy_dx_train
-    np.testing.assert_array_equal(g[:, 1, 1], dv_db[rows])
+    np.testing.assert_array_equal(g[:, 1, 0], dv_da[rows])
     np.testing.assert_array_equal(g[:, 0, 0], du_da[rows])  # NaN where the cell was empty
-    assert np.isnan(g[:, 0, 1]).all() and np.isnan(g[:, 1, 0]).all()  # du/db is not listed
+    assert np.isnan(g[:, 0, 1]).all() and np.isnan(g[:, 1, 1]).all()  # du/db is not listed
     # A validation file with the values only: the derivatives are all the file's rows'.
     write_csv(tmp_path / "held.csv", ["a", "b", "u", "v"], np.c_[x, y][:4].tolist())
     config = fit_command.resolve_config(tmp_path / "run.toml", {
