@@ -527,8 +527,8 @@ CASES = [
          "data.csv: no column 'du/db' for the gradients; did you mean 'du/da'?"),
     Case("cli-fit-gradients-not-a-derivative-name", lambda c: functools.partial(c.cli, *c.fit_args(
         c.gradient_data(), "--gradients", "slope")), CliError,
-         "--gradients: 'slope' is not a derivative column of the targets and inputs; expected "
-         "d<target>/d<input>, one of: du/da, du/db"),
+         "--gradients: 'slope' is not a derivative column of the targets and inputs (expected "
+         "d<target>/d<input>, one of: du/da, du/db)"),
     Case("cli-fit-gradients-unknown-target", lambda c: functools.partial(c.cli, *c.fit_args(
         c.gradient_data(), "--gradients", "dw/da")), CliError,
          "'dw/da' is not a derivative column of the targets and inputs; did you mean 'du/da'?"),

@@ -192,11 +192,11 @@ def derivative_slots(names: list[str], inputs: list[str],
         if name not in slots:
             valid = list(slots)
             close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             shown = ", ".join(valid[:8]) + (", ..." if len(valid) > 8 else "")
             raise CommandError(
-                f"--gradients: {name!r} is not a derivative column of the targets and inputs; "
-                f"{hint}expected d<target>/d<input>, one of: {shown}")
+                f"--gradients: {name!r} is not a derivative column of the targets and "
+                f"inputs{hint} (expected d<target>/d<input>, one of: {shown})")
         if sum(other == name for other, _ in pairs) > 1:
             raise CommandError(f"--gradients: {name!r} is d<target>/d<input> for two pairs of "
                                f"these targets and inputs; rename them")
@@ -458,14 +458,16 @@ def _per_target(names: list[str], score: Callable[..., float], y: np.ndarray, me
 
 def derivative_rmse(model, data: TrainingData, config: dict[str, Any]) -> dict[str, float]:
     """The RMSE of the model's gradient over the observed entries of each `gradients` column,
-    at the training rows, in the data's units."""
+    at the training rows, in the data's units (for the columns observed at any of them)."""
     gradient = model.predict_gradient(data.x_train)
     slots = derivative_slots(config["gradients"], config["inputs"], config["targets"])
     rmse = {}
     for name, (target, input_) in zip(config["gradients"], slots):
         observed = data.dy_dx_train[:, target, input_]
         seen = ~np.isnan(observed)
-        rmse[name] = float(np.sqrt(np.mean((gradient[seen, target, input_] - observed[seen])**2)))
+        if seen.any():
+            error = gradient[seen, target, input_] - observed[seen]
+            rmse[name] = float(np.sqrt(np.mean(error**2)))
     return rmse
 
 
@@ -623,7 +625,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="columns of observed derivatives, comma-separated, each named "
                         "d<target>/d<input> (as predict --gradient writes them); empty cells "
                         "are entries that were not observed")
-    parser.add_argument("--derivative-weight", type=float,
+    parser.add_argument("--derivative-weight", type=float, metavar="W",
                         help="with --gradients, the weight of the observed derivatives' term "
                         "(default 1: an entry's squared error counts as much as a value's, "
                         "both standardised)")
