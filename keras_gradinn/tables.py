@@ -33,12 +33,16 @@ class Table:
     def __len__(self) -> int:
         return len(self.values)
 
-    def columns(self, wanted: list[str], role: str) -> np.ndarray:
+    def columns(self, wanted: list[str], role: str, *, allow_empty: bool = False) -> np.ndarray:
         """The columns `wanted` as a float64 array (n, len(wanted)).
+
+        With `allow_empty`, empty (and "nan") cells are kept as NaN: for
+        columns where a value may be missing, such as observed derivatives.
 
         Raises:
             DataError: for a missing column (suggesting the closest name), or
-                a NaN in a selected column (naming row and column).
+                a NaN (unless `allow_empty`) or inf in a selected column
+                (naming row and column).
         """
         indices = []
         for name in wanted:
@@ -51,13 +55,14 @@ class Table:
                 )
             indices.append(self.names.index(name))
         selected = self.values[:, indices]
-        bad = np.argwhere(~np.isfinite(selected))
+        bad = np.argwhere(np.isinf(selected) if allow_empty else ~np.isfinite(selected))
         if bad.size:
             row, column = bad[0]
             raise DataError(
                 f"{self.path}: row {row + self.first_row}, column {wanted[column]!r} is "
                 f"{'empty' if np.isnan(selected[row, column]) else selected[row, column]}"
                 f"; every {role[:-1] if role.endswith('s') else role} needs a finite value"
+                + (" or an empty cell" if allow_empty else "")
             )
         return selected
 

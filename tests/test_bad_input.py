@@ -183,6 +183,13 @@ class Ctx:
         y = np.stack([np.sin(3 * x[:, 0]) + x[:, 1] / 10, x[:, 0] * x[:, 1]], axis=1)
         return self.csv(name, ["a", "b", "u", "v"], np.concatenate([x, y], axis=1).tolist())
 
+    def gradient_data(self, du_da: list[Any] | None = None) -> pathlib.Path:
+        """Eight measurements of u with a column du/da of observed derivatives (`du_da`,
+        "" for a cell not observed; by default all observed)."""
+        du_da = [1.0] * 8 if du_da is None else du_da
+        return self.csv("data.csv", ["a", "b", "u", "du/da"],
+                        [[0.1 * i, 11 + i, i * i, g] for i, g in enumerate(du_da)])
+
     def bounds(self, header: list[str], *rows: list[Any]) -> pathlib.Path:
         return self.csv("bounds.csv", header, list(rows))
 
@@ -514,6 +521,44 @@ CASES = [
                  u=np.arange(3.0)),
         functools.partial(c.cli, *c.fit_args(c.tmp / "data.npz")))[1], CliError,
          "data.npz: every NPZ column must be numeric"),
+    # --- the command line: observed derivatives (--gradients) ---
+    Case("cli-fit-gradients-missing-column", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data(), "--gradients", "du/db")), CliError,
+         "data.csv: no column 'du/db' for the gradients; did you mean 'du/da'?"),
+    Case("cli-fit-gradients-not-a-derivative-name", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data(), "--gradients", "slope")), CliError,
+         "--gradients: 'slope' is not a derivative column of the targets and inputs (expected "
+         "d<target>/d<input>, one of: du/da, du/db)"),
+    Case("cli-fit-gradients-unknown-target", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data(), "--gradients", "dw/da")), CliError,
+         "'dw/da' is not a derivative column of the targets and inputs; did you mean 'du/da'?"),
+    Case("cli-fit-gradients-listed-twice", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data(), "--gradients", "du/da,du/da")), CliError,
+         "--gradients lists 'du/da' twice"),
+    Case("cli-fit-gradients-empty-column", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data([""] * 8), "--gradients", "du/da")), CliError,
+         "data.csv: column 'du/da' listed in --gradients is empty in every row"),
+    Case("cli-fit-gradients-inf-cell", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data([1.0, "", "inf", 1.0, 1.0, 1.0, 1.0, 1.0]), "--gradients", "du/da")),
+         CliError, "row 4, column 'du/da' is inf; every gradient needs a finite value or an "
+         "empty cell"),
+    Case("cli-fit-gradients-text-cell", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data([1.0, "steep", 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]), "--gradients", "du/da")),
+         CliError, "row 3, column 'du/da' holds 'steep', which is not a number"),
+    Case("cli-fit-gradients-also-a-target", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data(), "--targets", "u,du/da", "--gradients", "du/da")), CliError,
+         "column(s) ['du/da'] are listed in --gradients and as inputs or targets"),
+    Case("cli-fit-gradients-empty-list-in-config", lambda c: functools.partial(
+        c.cli, "fit", "--config", c.write("run.toml", f'data = "{c.gradient_data()}"\n'
+                                          'inputs = ["a", "b"]\ntargets = ["u"]\n'
+                                          'gradients = []\n'), "--out", c.run_dir), CliError,
+         "option 'gradients' must be a non-empty list of column names"),
+    Case("cli-fit-derivative-weight-without-gradients", lambda c: functools.partial(
+        c.cli, *c.fit_args(c.gradient_data(), "--derivative-weight", "2")), CliError,
+         "derivative-weight needs --gradients"),
+    Case("cli-fit-negative-derivative-weight", lambda c: functools.partial(c.cli, *c.fit_args(
+        c.gradient_data(), "--gradients", "du/da", "--derivative-weight", "-1")), CliError,
+         "derivative-weight must be finite and >= 0; got -1.0"),
     # --- the command line: bounds files ---
     Case("cli-fit-bounds-wrong-header", lambda c: functools.partial(c.cli, *c.fit_args(
         c.data(), "--bounds", c.bounds(["name", "low", "high"], ["a", 0, 1], ["b", 10, 20]))),

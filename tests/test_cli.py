@@ -363,6 +363,86 @@ def test_fit_with_a_fixed_prior_and_weight_skips_the_choice(tmp_path, main_in_pr
         assert not (tmp_path / "bad").exists()
 
 
+def gradient_measurements(path, n=30, seed=0):
+    """`measurements` of u with its observed derivative du/da (every third cell empty: not
+    observed), and a du/db column a run may leave unlisted. Returns x and du/da."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform([0.0, 10.0], [1.0, 20.0], size=(n, 2))
+    u = np.sin(3 * x[:, 0]) + x[:, 1] / 10
+    du_da = np.where(np.arange(n) % 3 == 0, np.nan, 3 * np.cos(3 * x[:, 0]))
+    rows = [[*xi, ui, "" if np.isnan(g) else g, 0.1] for xi, ui, g in zip(x, u, du_da)]
+    write_csv(path, ["a", "b", "u", "du/da", "du/db"], rows)
+    return x, du_da
+
+
+def test_fit_trains_on_observed_derivatives_and_records_them(tmp_path, main_in_process):
+    data = tmp_path / "data.csv"
+    x, du_da = gradient_measurements(data)
+    seen = ~np.isnan(du_da)
+    run_dir = tmp_path / "run"
+    # No prior: the only information about the gradient is in the values and the derivatives.
+    result = main_in_process(
+        "fit", data, "--inputs", "a,b", "--targets", "u", "--gradients", "du/da",
+        "--derivative-weight", "2", "--prior", "none", "--steps", "100", "--learning-rate", "0.01",
+        "--width", "16", "--depth", "2", "--members", "1", "--no-calibrate",
+        "--validation-split", "0.2", "--quiet", "--out", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "du/da: RMSE training" in result.stdout
+    config = fit_command.resolve_config(run_dir / "config.toml", {})
+    assert config["gradients"] == ["du/da"] and config["derivative_weight"] == 2.0
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert model.derivative_weight == 2.0
+    # The same recipe on the values alone learns the derivative less well.
+    plain = dict(config, gradients=None, derivative_weight=None)
+    rows = fit_command.read_training_data(plain)
+    values = fit_command.build_estimator(plain, rows.bounds, quiet=True)
+    values.fit(rows.x_train, rows.y_train)
+    errors = [float(np.sqrt(np.mean((m.predict_gradient(x[seen])[:, 0, 0] - du_da[seen])**2)))
+              for m in (model, values)]
+    assert errors[0] < 0.5 * errors[1], errors
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    observed = fit_command.read_training_data(config).dy_dx_train
+    assert metrics["n_observed_derivatives"] == np.isfinite(observed).sum() < seen.sum()
+    assert list(metrics["train_derivative_rmse"]) == ["du/da"]
+    assert metrics["train_derivative_loss"] > 0
+    described = main_in_process("info", run_dir / "model.keras").stdout
+    assert f"observed derivatives: {metrics['n_observed_derivatives']} entries, weight 2" \
+        in described
+    assert "train derivative rmse: du/da" in described
+
+
+def test_gradient_columns_fill_their_slots_and_a_validation_file_needs_none(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(12, 2))
+    y = np.stack([x[:, 0] + x[:, 1], x[:, 0] * x[:, 1]], axis=1)
+    dv_da, du_da = x[:, 1].copy(), np.ones(12)
+    du_da[[2, 7]] = np.nan
+    columns = np.concatenate([x, y, dv_da[:, None], du_da[:, None], -np.ones((12, 1))], axis=1)
+    write_csv(tmp_path / "data.csv", ["a", "b", "u", "v", "dv/da", "du/da", "du/db"],
+              [["" if np.isnan(v) else v for v in row] for row in columns])
+    (tmp_path / "run.toml").write_text(
+        f'data = "{tmp_path / "data.csv"}"\ninputs = ["a", "b"]\ntargets = ["u", "v"]\n'
+        'gradients = ["dv/da", "du/da"]\nvalidation_split = 0.25\n')
+    config = fit_command.resolve_config(tmp_path / "run.toml", {})
+    assert config["derivative_weight"] == 1.0  # the estimator's default
+    data = fit_command.read_training_data(config)
+    # The split takes each row's derivatives with its values.
+    rows = [int(np.flatnonzero((x == row).all(axis=1))[0]) for row in data.x_train]
+    assert len(rows) == 9
+    g = data.dy_dx_train
+    np.testing.assert_array_equal(g[:, 1, 0], dv_da[rows])
+    np.testing.assert_array_equal(g[:, 0, 0], du_da[rows])  # NaN where the cell was empty
+    assert np.isnan(g[:, 0, 1]).all() and np.isnan(g[:, 1, 1]).all()  # du/db is not listed
+    # A validation file with the values only: the derivatives are all the file's rows'.
+    write_csv(tmp_path / "held.csv", ["a", "b", "u", "v"], np.c_[x, y][:4].tolist())
+    config = fit_command.resolve_config(tmp_path / "run.toml", {
+        "validation": str(tmp_path / "held.csv"), "validation_split": 0.0})
+    data = fit_command.read_training_data(config)
+    assert data.dy_dx_train.shape == (12, 2, 2) and len(data.x_val) == 4
+    np.testing.assert_array_equal(data.dy_dx_train[:, 0, 0], du_da)
+
+
 def test_config_file_errors_are_one_line(tmp_path, main_in_process):
     (tmp_path / "run.toml").write_text(
         'data = "d.csv"\ninputs = ["a"]\ntargets = ["u"]\nstep = 3\n')

@@ -29,7 +29,8 @@ from keras_gradinn import files, tables, training
 from keras_gradinn.cli.common import CommandError
 from keras_gradinn.validation import outside as outside_bounds
 
-__all__ = ["DEFAULTS", "PRIORS", "add_arguments", "fit", "resolve_config", "run"]
+__all__ = ["DEFAULTS", "PRIORS", "add_arguments", "derivative_column", "fit", "resolve_config",
+           "run"]
 
 HELP = "train a surrogate from a CSV or NPZ file"
 DESCRIPTION = (
@@ -40,11 +41,15 @@ DESCRIPTION = (
     "By default the prior is chosen by 5-fold cross-validation among a fixed set of "
     "candidates\n(no gradient term, a Gaussian process's gradient, a smooth and a stiff "
     "prior, and\ninput screening) and the chosen one is refitted on all rows for a fixed "
-    "number of steps.")
+    "number of steps.\n"
+    "Observed derivatives (from an adjoint solver or automatic differentiation) train the "
+    "network's\nJacobian too: --gradients names their columns, d<target>/d<input> as predict "
+    "--gradient writes them;\nempty cells are entries that were not observed.")
 EPILOG = (
     "example:\n  keras-gradinn fit examples/data/beam.csv --inputs load,span,thickness "
     "--targets deflection --out runs/beam\n  keras-gradinn fit --config runs/beam/config.toml "
-    "--out runs/beam-again")
+    "--out runs/beam-again\n  keras-gradinn fit sim.csv --inputs a,b --targets u "
+    "--gradients du/da,du/db --out runs/sim")
 
 
 def _estimator_defaults() -> dict[str, Any]:
@@ -63,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     "data": None,
     "inputs": None,
     "targets": None,
+    # Columns of observed derivatives, and their weight: None until --gradients
+    # is given, then the estimator's default.
+    "gradients": None,
+    "derivative_weight": None,
     **_estimator_defaults(),
     "bounds": "auto",
     "validation_split": 0.0,
@@ -71,7 +80,8 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_seconds": 30.0,
 }
 _TYPES = {
-    "data": str, "inputs": list, "targets": list, "prior": str, "gradient_weight": float,
+    "data": str, "inputs": list, "targets": list, "gradients": list, "derivative_weight": float,
+    "prior": str, "gradient_weight": float,
     "bounds": str, "steps": int, "batch_size": int, "learning_rate": float, "cv": int,
     "cv_steps": int, "n_members": int, "calibrate": bool, "validation_split": float,
     "validation": str, "seed": int, "width": int, "depth": int, "activation": str,
@@ -152,7 +162,67 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
     overlap = set(config["inputs"]) & set(config["targets"])
     if overlap:
         raise CommandError(f"column(s) {sorted(overlap)} are both inputs and targets")
+    _resolve_gradients(config)
     return config
+
+
+def derivative_column(target: str, input_name: str) -> str:
+    """The column name of d target / d input: `d<target>/d<input>`, as `predict --gradient`
+    writes it and `fit --gradients` reads it."""
+    return f"d{target}/d{input_name}"
+
+
+def derivative_slots(names: list[str], inputs: list[str],
+                     targets: list[str]) -> list[tuple[int, int]]:
+    """The (target, input) index of each derivative column in `names`.
+
+    Raises:
+        CommandError: for a name that is not `d<target>/d<input>` of a known
+            target and input (listing the valid names), or one listed twice.
+    """
+    import difflib
+
+    pairs = [(derivative_column(t, i), (a, b)) for a, t in enumerate(targets)
+             for b, i in enumerate(inputs)]
+    slots = dict(pairs)
+    result = []
+    for position, name in enumerate(names):
+        if name in names[:position]:
+            raise CommandError(f"--gradients lists {name!r} twice")
+        if name not in slots:
+            valid = list(slots)
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            shown = ", ".join(valid[:8]) + (", ..." if len(valid) > 8 else "")
+            raise CommandError(
+                f"--gradients: {name!r} is not a derivative column of the targets and "
+                f"inputs{hint} (expected d<target>/d<input>, one of: {shown})")
+        if sum(other == name for other, _ in pairs) > 1:
+            raise CommandError(f"--gradients: {name!r} is d<target>/d<input> for two pairs of "
+                               f"these targets and inputs; rename them")
+        result.append(slots[name])
+    return result
+
+
+def _resolve_gradients(config: dict[str, Any]) -> None:
+    """Checks `gradients` against the inputs and targets, and gives them their weight."""
+    weight = config["derivative_weight"]
+    if config["gradients"] is None:
+        if weight is not None:
+            raise CommandError("derivative-weight needs --gradients (the observed derivatives "
+                               "it weighs)")
+        return
+    if weight is None:
+        from keras_gradinn.estimator import GradINNRegressor
+
+        config["derivative_weight"] = float(GradINNRegressor().derivative_weight)
+    elif not (weight >= 0 and math.isfinite(weight)):
+        raise CommandError(f"derivative-weight must be finite and >= 0; got {weight}")
+    both = set(config["gradients"]) & set(config["inputs"] + config["targets"])
+    if both:
+        raise CommandError(f"column(s) {sorted(both)} are listed in --gradients and as inputs "
+                           f"or targets")
+    derivative_slots(config["gradients"], config["inputs"], config["targets"])
 
 
 def _toml(config: dict[str, Any]) -> str:
@@ -217,6 +287,9 @@ class TrainingData:
     x_val: np.ndarray | None
     y_val: np.ndarray | None
     bounds: np.ndarray
+    #: Observed derivatives at the training rows (n, m, d) in the data's
+    #: units, NaN where not observed; None without `--gradients`.
+    dy_dx_train: np.ndarray | None = None
 
 
 def _check_resumable(out: pathlib.Path, checkpoint_dir: pathlib.Path,
@@ -249,11 +322,39 @@ def _bounds(config: dict[str, Any], x_train: np.ndarray, x_val: np.ndarray | Non
     return bounds
 
 
+def read_derivatives(table: tables.Table, config: dict[str, Any]) -> np.ndarray | None:
+    """The observed derivatives of the `gradients` columns as (n, m, d), NaN where not observed.
+
+    Each listed column fills its (target, input) slot; slots not listed and
+    empty cells are not observed. None without `gradients`.
+    """
+    names = config["gradients"]
+    if names is None:
+        return None
+    columns = table.columns(names, "gradients", allow_empty=True)
+    empty = [name for name, column in zip(names, columns.T) if np.isnan(column).all()]
+    if empty:
+        raise CommandError(f"{table.path}: column {empty[0]!r} listed in --gradients is empty "
+                           f"in every row; it holds no observed derivative")
+    dy_dx = np.full((len(table), len(config["targets"]), len(config["inputs"])), np.nan)
+    for column, (target, input_) in zip(columns.T,
+                                        derivative_slots(names, config["inputs"],
+                                                         config["targets"])):
+        dy_dx[:, target, input_] = column
+    return dy_dx
+
+
 def read_training_data(config: dict[str, Any]) -> TrainingData:
-    """Reads the data file(s), holds out the validation rows and checks there is a fit to make."""
+    """Reads the data file(s), holds out the validation rows and checks there is a fit to make.
+
+    Observed derivatives (`gradients`) are read from the training file only:
+    a validation file needs no derivative columns, and held-out rows are
+    scored on their values.
+    """
     table = tables.read_table(config["data"])
     x = table.columns(config["inputs"], "inputs")
     y = table.columns(config["targets"], "targets")
+    dy_dx = read_derivatives(table, config)
     d = x.shape[1]
     if config["validation"] is not None:
         held_out = tables.read_table(config["validation"])
@@ -263,8 +364,12 @@ def read_training_data(config: dict[str, Any]) -> TrainingData:
     elif config["validation_split"] > 0:
         train, val = _split(len(x), config["validation_split"], config["seed"])
         x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
+        dy_dx = None if dy_dx is None else dy_dx[train]
     else:
         x_train, y_train, x_val, y_val = x, y, None, None
+    if dy_dx is not None and np.isnan(dy_dx).all():
+        raise CommandError(f"{table.path}: the training rows hold no observed derivative "
+                           f"(the validation split holds every one)")
     if len(x_train) < d + 1:
         raise CommandError(
             f"{table.path}: {len(x_train)} training rows for {d} inputs; need at least {d + 1}"
@@ -272,15 +377,19 @@ def read_training_data(config: dict[str, Any]) -> TrainingData:
     flat = [name for name, s in zip(config["targets"], y_train.std(axis=0)) if s == 0]
     if flat:
         raise CommandError(f"{table.path}: target {flat[0]!r} is constant; there is nothing to fit")
-    return TrainingData(x_train, y_train, x_val, y_val, _bounds(config, x_train, x_val))
+    return TrainingData(x_train, y_train, x_val, y_val, _bounds(config, x_train, x_val),
+                        dy_dx)
 
 
 def build_estimator(config: dict[str, Any], bounds: np.ndarray, *, quiet: bool):
     """The `GradINNRegressor` with the options of `config`."""
     from keras_gradinn.estimator import GradINNRegressor
 
+    # Without --gradients the weight weighs nothing: the estimator keeps its default.
+    weighs = {} if config["derivative_weight"] is None else {
+        "derivative_weight": config["derivative_weight"]}
     return GradINNRegressor(
-        config["prior"], gradient_weight=config["gradient_weight"], bounds=bounds,
+        config["prior"], gradient_weight=config["gradient_weight"], bounds=bounds, **weighs,
         width=config["width"], depth=config["depth"], activation=config["activation"],
         steps=config["steps"], learning_rate=config["learning_rate"],
         batch_size=config["batch_size"], n_collocation=config["n_collocation"], cv=config["cv"],
@@ -315,8 +424,8 @@ def train(estimator, data: TrainingData, config: dict[str, Any], *,
           checkpoint_dir: pathlib.Path) -> float:
     """Fits `estimator`, checkpointing to `checkpoint_dir`; returns the seconds it took."""
     start = time.perf_counter()
-    estimator.fit(data.x_train, data.y_train, checkpoint_dir=checkpoint_dir,
-                  checkpoint_seconds=config["checkpoint_seconds"])
+    estimator.fit(data.x_train, data.y_train, dy_dx=data.dy_dx_train,
+                  checkpoint_dir=checkpoint_dir, checkpoint_seconds=config["checkpoint_seconds"])
     return time.perf_counter() - start
 
 
@@ -347,14 +456,32 @@ def _per_target(names: list[str], score: Callable[..., float], y: np.ndarray, me
     return {name: score(y[:, i], mean[:, i], std[:, i]) for i, name in enumerate(names)}
 
 
+def derivative_rmse(model, data: TrainingData, config: dict[str, Any]) -> dict[str, float]:
+    """The RMSE of the model's gradient over the observed entries of each `gradients` column,
+    at the training rows, in the data's units (for the columns observed at any of them)."""
+    gradient = model.predict_gradient(data.x_train)
+    slots = derivative_slots(config["gradients"], config["inputs"], config["targets"])
+    rmse = {}
+    for name, (target, input_) in zip(config["gradients"], slots):
+        observed = data.dy_dx_train[:, target, input_]
+        seen = ~np.isnan(observed)
+        if seen.any():
+            error = gradient[seen, target, input_] - observed[seen]
+            rmse[name] = float(np.sqrt(np.mean(error**2)))
+    return rmse
+
+
 def evaluate(estimator, data: TrainingData, config: dict[str, Any], seconds: float,
              predictions: Predictions) -> dict[str, Any]:
     """The run's metrics: errors, and with a standard deviation the validation rows'
-    90 % interval coverage and Gaussian negative log-likelihood, per target."""
+    90 % interval coverage and Gaussian negative log-likelihood, per target; with
+    observed derivatives, their count, loss and RMSE per column at the training rows."""
     from keras_gradinn.uncertainty import coverage, gaussian_nll
 
     model = estimator.model_
-    final = model.evaluate(data.x_train, data.y_train, verbose=0, return_dict=True)
+    observed = data.dy_dx_train is not None
+    targets = (data.y_train, data.dy_dx_train) if observed else data.y_train
+    final = model.evaluate(data.x_train, targets, verbose=0, return_dict=True)
     names = config["targets"]
     held = data.y_val is not None
     scored = held and predictions.validation_std is not None
@@ -370,6 +497,9 @@ def evaluate(estimator, data: TrainingData, config: dict[str, Any], seconds: flo
         if scored else None,
         "train_data_loss": final["data_loss"],
         "train_gradient_loss": final["gradient_loss"],
+        "train_derivative_loss": final["derivative_loss"] if observed else None,
+        "train_derivative_rmse": derivative_rmse(model, data, config) if observed else None,
+        "n_observed_derivatives": int((~np.isnan(data.dy_dx_train)).sum()) if observed else 0,
         "n_train": len(data.x_train),
         "n_validation": len(data.x_val) if held else 0,
         "prior": estimator.best_prior_,
@@ -491,6 +621,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gradient-weight", type=float,
                         help="with a fixed --prior, the weight of the gradient term "
                         "(default: the prior's)")
+    parser.add_argument("--gradients", metavar="COLS",
+                        help="columns of observed derivatives, comma-separated, each named "
+                        "d<target>/d<input> (as predict --gradient writes them); empty cells "
+                        "are entries that were not observed")
+    parser.add_argument("--derivative-weight", type=float, metavar="W",
+                        help="with --gradients, the weight of the observed derivatives' term "
+                        "(default 1: an entry's squared error counts as much as a value's, "
+                        "both standardised)")
     parser.add_argument("--bounds",
                         help="'auto' (data range widened by 5%% each side; default) or a "
                         "CSV file with header input,low,high")
@@ -546,5 +684,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in metrics["train_rmse"].items():
         held = f", validation {validation[name]:.6g}" if name in validation else ""
         print(f"{name}: RMSE training {value:.6g}{held}")
+    for name, value in (metrics["train_derivative_rmse"] or {}).items():
+        print(f"{name}: RMSE training {value:.6g} (observed derivative)")
     print(f"wrote {args.out}")
     return 0

@@ -61,8 +61,11 @@ def info(model_path: str) -> str:
         metrics = json.loads(metrics_path.read_text())
         lines.append(f"training ({metrics_path}): {metrics['steps']} steps, "
                      f"{metrics['train_seconds']:.1f} s, {metrics['n_train']} training rows")
+        if metrics.get("n_observed_derivatives"):
+            lines.append(f"  observed derivatives: {metrics['n_observed_derivatives']} entries, "
+                         f"weight {model.derivative_weight:g}")
         for key in ("train_rmse", "validation_rmse", "validation_coverage_90",
-                    "validation_nll"):
+                    "validation_nll", "train_derivative_rmse"):
             if metrics.get(key):
                 values = ", ".join(f"{k} {v:.6g}" for k, v in metrics[key].items())
                 lines.append(f"  {key.replace('_', ' ')}: {values}")
