@@ -124,11 +124,15 @@ def loss_curves(path: str | pathlib.Path, history: dict[str, list[float]], *,
                 steps_per_epoch: int | None = None) -> None:
     """Data and gradient terms of the loss per epoch, training and validation.
 
+    With observed derivatives, their term too.
+
     With `steps_per_epoch`, the horizontal axis counts training steps.
     """
-    figure, axes = new_figure(1, 2, (10, 4))
-    for axis, term, title in zip(axes[0], ("data_loss", "gradient_loss"),
-                                 ("Data term (standardised MSE)", "Gradient term")):
+    terms = [("data_loss", "Data term (standardised MSE)"), ("gradient_loss", "Gradient term")]
+    if "derivative_loss" in history:
+        terms.append(("derivative_loss", "Observed derivatives"))
+    figure, axes = new_figure(1, len(terms), (5 * len(terms), 4))
+    for axis, (term, title) in zip(axes[0], terms):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = history.get(prefix + term)
             if values:
@@ -208,3 +212,29 @@ def comparison(path: str | pathlib.Path, truth: np.ndarray,
                  aspect="equal")
     figure.suptitle("Test predictions against the exact function")
     figure.savefig(path, dpi=110)
+
+
+def sensitivity(path: str | pathlib.Path, inputs: Sequence[str], outputs: Sequence[str],
+              results: dict[str, np.ndarray]):
+    """One panel per output: each input's S1, ST and dgsm as bars with their intervals.
+
+    Returns the matplotlib figure written.
+    """
+    shown = [(key, label) for key, label in (
+        ("S1", "S1 (first order)"), ("ST", "ST (total)"), ("dgsm", "DGSM (bound on ST)"))
+        if key in results]
+    d, width = len(inputs), 0.8 / len(shown)
+    size = (min(16.0, max(5.0, 0.35 * d * len(shown) + 2)), 3.6 * len(outputs))
+    figure, axes = new_figure(len(outputs), 1, size)
+    positions = np.arange(d)
+    for i, (axis, output) in enumerate(zip(axes[:, 0], outputs)):
+        for s, (key, label) in enumerate(shown):
+            axis.bar(positions + (s - (len(shown) - 1) / 2) * width, results[key][i], width,
+                     yerr=results[f"{key}_conf"][i], capsize=2, label=label)
+        axis.set_xticks(positions, list(inputs))
+        axis.set(ylabel="share of Var(output)", title=f"Sensitivity of {output}")
+        axis.axhline(0, color="0.5", lw=0.8)
+        axis.legend(fontsize=8)
+    figure.suptitle("Global sensitivity (whiskers: 95 % bootstrap intervals)")
+    figure.savefig(path, dpi=110)
+    return figure

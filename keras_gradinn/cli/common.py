@@ -7,7 +7,7 @@ import pathlib
 
 from keras_gradinn.errors import CommandError
 
-__all__ = ["CommandError", "load_model"]
+__all__ = ["CommandError", "derivative_column", "load_model"]
 
 
 def load_model(path: str | os.PathLike):
@@ -29,3 +29,9 @@ def load_model(path: str | os.PathLike):
             f"{path}: holds a Keras {type(model).__name__}, not a keras_gradinn GradINN model"
         )
     return model
+
+
+def derivative_column(target: str, input_name: str) -> str:
+    """The column name of d target / d input: `d<target>/d<input>`, as `predict --gradient`
+    writes it and `fit --gradients` reads it."""
+    return f"d{target}/d{input_name}"

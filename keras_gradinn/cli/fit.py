@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from keras_gradinn import files, tables, training
-from keras_gradinn.cli.common import CommandError
+from keras_gradinn.cli.common import CommandError, derivative_column
 from keras_gradinn.validation import outside as outside_bounds
 
-__all__ = ["DEFAULTS", "PRIORS", "add_arguments", "derivative_column", "fit", "resolve_config",
+__all__ = ["DEFAULTS", "PRIORS", "add_arguments", "fit", "resolve_config",
            "run"]
 
 HELP = "train a surrogate from a CSV or NPZ file"
@@ -164,12 +164,6 @@ def resolve_config(config_path: str | None, flags: dict[str, Any]) -> dict[str, 
         raise CommandError(f"column(s) {sorted(overlap)} are both inputs and targets")
     _resolve_gradients(config)
     return config
-
-
-def derivative_column(target: str, input_name: str) -> str:
-    """The column name of d target / d input: `d<target>/d<input>`, as `predict --gradient`
-    writes it and `fit --gradients` reads it."""
-    return f"d{target}/d{input_name}"
 
 
 def derivative_slots(names: list[str], inputs: list[str],

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from keras_gradinn import files, tables
-from keras_gradinn.cli.common import CommandError, load_model
+from keras_gradinn.cli.common import CommandError, derivative_column, load_model
 
 __all__ = ["add_arguments", "predict", "run"]
 
@@ -39,7 +39,7 @@ def _write_csv_atomically(path: pathlib.Path, header: list[str], rows: np.ndarra
 def _header(model, *, gradient: bool, std: bool) -> list[str]:
     """Inputs, targets, [targets' std], [Jacobian, [Jacobian's std]]: each name once."""
     targets, inputs = list(model.output_labels), list(model.input_labels)
-    jacobian = [f"d{t}/d{i}" for t in targets for i in inputs] if gradient else []
+    jacobian = [derivative_column(t, i) for t in targets for i in inputs] if gradient else []
     header = inputs + targets + [f"{t}_std" for t in targets if std] + jacobian
     header += [f"{name}_std" for name in jacobian if std]
     repeated = sorted({name for name in header if header.count(name) > 1})

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from keras_gradinn import files
+from keras_gradinn import files, plots
 from keras_gradinn.cli.common import CommandError, load_model
 
-__all__ = ["COLUMNS", "add_arguments", "bar_chart", "run", "sensitivity", "table"]
+__all__ = ["COLUMNS", "add_arguments", "run", "sensitivity", "table"]
 
 HELP = "global sensitivity indices (Sobol', DGSM) of a saved surrogate"
 DESCRIPTION = ("Compute first-order and total Sobol' indices (S1, ST) and derivative-based "
@@ -115,34 +115,6 @@ def table(inputs: Sequence[str], outputs: Sequence[str], results: dict[str, np.n
     return "\n".join(line.rstrip() for line in lines)
 
 
-def bar_chart(path: str | pathlib.Path, inputs: Sequence[str], outputs: Sequence[str],
-              results: dict[str, np.ndarray]):
-    """One panel per output: each input's S1, ST and dgsm as bars with their intervals.
-
-    Returns the matplotlib figure written.
-    """
-    from keras_gradinn.plots import new_figure
-
-    shown = [(key, label) for key, label in (
-        ("S1", "S1 (first order)"), ("ST", "ST (total)"), ("dgsm", "DGSM (bound on ST)"))
-        if key in results]
-    d, width = len(inputs), 0.8 / len(shown)
-    size = (min(16.0, max(5.0, 0.35 * d * len(shown) + 2)), 3.6 * len(outputs))
-    figure, axes = new_figure(len(outputs), 1, size)
-    positions = np.arange(d)
-    for i, (axis, output) in enumerate(zip(axes[:, 0], outputs)):
-        for s, (key, label) in enumerate(shown):
-            axis.bar(positions + (s - (len(shown) - 1) / 2) * width, results[key][i], width,
-                     yerr=results[f"{key}_conf"][i], capsize=2, label=label)
-        axis.set_xticks(positions, list(inputs))
-        axis.set(ylabel="share of Var(output)", title=f"Sensitivity of {output}")
-        axis.axhline(0, color="0.5", lw=0.8)
-        axis.legend(fontsize=8)
-    figure.suptitle("Global sensitivity (whiskers: 95 % bootstrap intervals)")
-    figure.savefig(path, dpi=110)
-    return figure
-
-
 def _write(folder: pathlib.Path, inputs: Sequence[str], outputs: Sequence[str],
            results: dict[str, np.ndarray]) -> None:
     """Writes sensitivity.csv and sensitivity.png into `folder`, both or neither."""
@@ -156,7 +128,7 @@ def _write(folder: pathlib.Path, inputs: Sequence[str], outputs: Sequence[str],
                 writer.writerow(header)
                 writer.writerows([[output, name, *(repr(float(v)) for v in values)]
                                   for output, name, *values in rows])
-            bar_chart(chart_path, inputs, outputs, results)
+            plots.sensitivity(chart_path, inputs, outputs, results)
     except BaseException:
         undo_folders()
         raise
