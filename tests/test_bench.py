@@ -493,6 +493,14 @@ def test_smt_baselines_learn_from_values_and_gradients(method, n, one_thread):
         analytic = np.stack([model.predict_derivatives(points[:20], i) for i in range(5)], -1)
         np.testing.assert_allclose(jacobian[:20], analytic, rtol=1e-4, atol=2e-3)
     assert (fitted.std is None) == (method == "genn")
+    # The settings the report states: GENN the neural methods' network, budget and step;
+    # GEKPLS every PLS component and, within the points budget, every gradient entry.
+    options = fitted.predict.__self__.models[0].options
+    if method == "genn":
+        assert options["hidden_layer_sizes"] == [64, 64, 64] and options["num_iterations"] == 200
+        assert options["alpha"] == settings.learning_rate and options["lambd"] == 0.01
+    else:
+        assert (options["n_comp"], options["extra_points"], options["eval_noise"]) == (5, 5, True)
 
 
 def test_gekpls_fits_one_model_per_output_in_output_order(one_thread):

@@ -339,13 +339,14 @@ def _fit_gp(problem: Problem, x: np.ndarray, y: np.ndarray, seed: int) -> Fitted
 
 def _fit_smt(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, dy_dx: np.ndarray,
              settings: Settings, seed: int) -> Fitted:
-    """`genn` (the neural methods' network size and step budget) or `gekpls`."""
+    """`genn` (the neural methods' network, step budget and learning rate) or `gekpls`."""
     from keras_gradinn.bench import smt
 
     start = time.perf_counter()
     if method == "genn":
         model = smt.fit_genn(x, y, dy_dx, width=settings.width, depth=settings.depth,
-                             steps=settings.steps, seed=seed)
+                             steps=settings.steps, learning_rate=settings.learning_rate,
+                             seed=seed)
     else:
         model = smt.fit_gekpls(x, y, dy_dx, problem.bounds, seed=seed)
     seconds = time.perf_counter() - start
