@@ -50,8 +50,9 @@ __all__ = ["CHUNK", "GEKPLS_POINTS", "STEP", "SMTSurrogate", "fit_gekpls", "fit_
            "gekpls_extra_points", "import_smt"]
 
 #: GEKPLS's training points with their extra points, at most: its Kriging fit costs
-#: about (n (1 + extra points))^3 per likelihood evaluation, and about a minute at
-#: 1,000 points on one core (several minutes at 2,000), as the GP baseline at n=1,000.
+#: about (n (1 + extra points))^3 per likelihood evaluation. At 1,000 points one fit
+#: took 27 s (friedman1, n=200) and 62 s (friedman1_10d, n=100) on one core, as the GP
+#: baseline at n=1,000; at 2,000 (friedman1, n=500) it had not ended in 15 minutes.
 GEKPLS_POINTS = 1000
 #: Rows per call to SMT's predictions.
 CHUNK = 2000
