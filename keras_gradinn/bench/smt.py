@@ -52,7 +52,8 @@ __all__ = ["CHUNK", "GEKPLS_POINTS", "STEP", "SMTSurrogate", "fit_gekpls", "fit_
 #: GEKPLS's training points with their extra points, at most: its Kriging fit costs
 #: about (n (1 + extra points))^3 per likelihood evaluation. At 1,000 points one fit
 #: took 27 s (friedman1, n=200) and 62 s (friedman1_10d, n=100) on one core, as the GP
-#: baseline at n=1,000; at 2,000 (friedman1, n=500) it had not ended in 15 minutes.
+#: baseline at n=1,000; at 2,000 (friedman1, n=500) it had not ended in 15 minutes
+#: (on a shared machine, then loaded about 4x).
 GEKPLS_POINTS = 1000
 #: Rows per call to SMT's predictions.
 CHUNK = 2000
