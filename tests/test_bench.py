@@ -425,3 +425,208 @@ def test_bench_scale_and_tune_are_subcommands_that_no_problem_shadows(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "tune", "nosuch", "--n", "50"])
     assert "no tuning grid for problem 'nosuch'" in capsys.readouterr().err
+
+
+def _old_training_set(problem, n, noise, seed):
+    """The value draws every record so far was made with, written out."""
+    rng = np.random.default_rng([seed, n])
+    x = problem.sample(n, rng)
+    y = problem.solution(x)
+    return x, y + rng.normal(size=y.shape) * (noise * y.std(axis=0))
+
+
+@pytest.mark.parametrize("name", ["friedman1", "stokes_sphere"])
+def test_observed_gradients_leave_the_value_draws_bit_identical(name):
+    problem = problems.get(name)
+    old_x, old_y = _old_training_set(problem, 50, 0.05, 2)
+    for x, y in (runner.training_set(problem, 50, 0.05, seed=2)[:2],
+                 runner.training_data(problem, 50, 0.05, seed=2)[:2]):
+        np.testing.assert_array_equal(x, old_x)
+        np.testing.assert_array_equal(y, old_y)
+    x, _, dy_dx = runner.training_data(problem, 50, 0.0, seed=2)
+    assert dy_dx.shape == (50, problem.m, problem.d)
+    np.testing.assert_array_equal(dy_dx, problem.gradient(x))  # noise 0: exact
+
+
+def test_gradient_noise_is_relative_per_jacobian_entry():
+    problem = problems.get("friedman1_10d")
+    x, y, dy_dx = runner.training_data(problem, 4000, 0.1, seed=3)
+    clean = problem.gradient(x)[:, 0]
+    error = dy_dx[:, 0] - clean
+    scale = np.sqrt(np.mean(clean ** 2, axis=0))  # x4 and x5 have constant slopes 10 and 5
+    np.testing.assert_allclose(error[:, :5].std(axis=0), 0.1 * scale[:5], rtol=0.05)
+    np.testing.assert_array_equal(error[:, 5:], 0.0)  # inert inputs stay exact
+    # Independent of the value noise: drawn after it, from the same stream.
+    assert abs(np.corrcoef(error[:, 0], (y - problem.solution(x))[:, 0])[0, 1]) < 0.05
+
+
+def _constant_rmse(y_train, y_test):
+    return np.sqrt(np.mean((y_test - y_train.mean(axis=0)) ** 2, axis=0))
+
+
+@pytest.fixture
+def one_thread():
+    """One BLAS thread: SMT's small Kriging systems run many times slower on a shared machine's
+    oversubscribed cores, and the test processes share them."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.mark.parametrize("method, n", [("genn", 40), ("gekpls", 20)])
+def test_smt_baselines_learn_from_values_and_gradients(method, n, one_thread):
+    pytest.importorskip("smt")
+    problem = problems.get("friedman1")
+    x, y, dy_dx = runner.training_data(problem, n, 0.0, seed=0)
+    points = problem.test_set()[0][:300]
+    truth = problem.solution(points)
+    settings = methods.settings_for(problem.name, quick=True)  # GENN: 200 steps
+    fitted = methods.fit(method, problem, x, y, dy_dx=dy_dx, settings=settings, seed=0)
+    prediction, jacobian = fitted.predict(points), fitted.gradient(points)
+    assert prediction.shape == (300, 1) and jacobian.shape == (300, 1, 5)
+    assert np.isfinite(prediction).all() and np.isfinite(jacobian).all()
+    rmse = np.sqrt(np.mean((prediction - truth) ** 2))
+    assert rmse < 0.7 * _constant_rmse(y, truth)[0]
+    # The Jacobian's input axis is that of the inputs: against SMT's own derivatives.
+    for model in fitted.predict.__self__.models:
+        analytic = np.stack([model.predict_derivatives(points[:20], i) for i in range(5)], -1)
+        np.testing.assert_allclose(jacobian[:20], analytic, rtol=1e-4, atol=2e-3)
+    assert (fitted.std is None) == (method == "genn")
+    # The settings the report states: GENN the neural methods' network, budget and step;
+    # GEKPLS every PLS component and, within the points budget, every gradient entry.
+    options = fitted.predict.__self__.models[0].options
+    if method == "genn":
+        assert options["hidden_layer_sizes"] == [64, 64, 64] and options["num_iterations"] == 200
+        assert options["alpha"] == settings.learning_rate and options["lambd"] == 0.01
+    else:
+        assert (options["n_comp"], options["extra_points"], options["eval_noise"]) == (5, 5, True)
+
+
+def test_gekpls_fits_one_model_per_output_in_output_order(one_thread):
+    pytest.importorskip("smt")
+    problem = problems.get("stokes_sphere")
+    x, y, dy_dx = runner.training_data(problem, 20, 0.0, seed=0)
+    points = problem.test_set()[0][:300]
+    truth = problem.solution(points)
+    fitted = methods.fit("gekpls", problem, x, y, dy_dx=dy_dx, seed=0)
+    prediction, std = fitted.predict(points), fitted.std(points)
+    assert prediction.shape == std.shape == (300, 3) and (std >= 0).all()
+    assert fitted.gradient(points).shape == (300, 3, 2)
+    rmse = np.sqrt(np.mean((prediction - truth) ** 2, axis=0))
+    assert (rmse < 0.5 * _constant_rmse(y, truth)).all()
+
+
+def test_gekpls_extra_points_use_every_gradient_the_budget_allows():
+    from keras_gradinn.bench import smt
+
+    assert smt.gekpls_extra_points(100, 5) == 5
+    assert smt.gekpls_extra_points(200, 5) == 4
+    assert smt.gekpls_extra_points(500, 10) == 1
+    assert smt.gekpls_extra_points(1000, 2) == 0
+    for n, d in ((50, 10), (200, 5), (333, 2), (2000, 5)):
+        extra = smt.gekpls_extra_points(n, d)
+        assert 0 <= extra <= d and (n * (1 + extra) <= smt.GEKPLS_POINTS or extra == 0)
+
+
+def test_smt_baselines_name_the_extra_to_install_when_smt_is_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "smt", None)  # `import smt` now raises ImportError
+    problem = problems.get("friedman1")
+    x, y, dy_dx = runner.training_data(problem, 10, 0.0, seed=0)
+    for method in ("genn", "gekpls"):
+        with pytest.raises(ImportError, match=r"pip install 'keras-gradinn\[bench\]'"):
+            methods.fit(method, problem, x, y, dy_dx=dy_dx)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p, x, y, g: methods.fit("genn", p, x, y), "trains on observed gradients"),
+    (lambda p, x, y, g: methods.fit("gekpls", p, x, y, dy_dx=g[:, :, :2]),
+     r"dy_dx must have shape \(n, m, d\) = \(10, 1, 5\); got \(10, 1, 2\)"),
+    (lambda p, x, y, g: methods.fit("genn", p, x, y, dy_dx=np.where(np.arange(10)[:, None, None]
+                                                                    == 3, np.nan, g)),
+     "non-finite entry in row 3"),
+])
+def test_gradient_methods_refuse_missing_or_misshapen_gradients(call, message):
+    problem = problems.get("friedman1")
+    x, y, dy_dx = runner.training_data(problem, 10, 0.0, seed=0)
+    with pytest.raises(ValueError, match=message):
+        call(problem, x, y, dy_dx)
+
+
+def test_gradient_methods_run_only_when_asked_and_where_they_apply():
+    defaults = {r.method for r in runner.plan(["friedman1"], sizes=[50], noises=[0.0])}
+    assert not defaults & set(methods.GRADIENT_METHODS)
+    asked = runner.plan(["stokes_sphere"], sizes=[50], noises=[0.0], seeds=1,
+                        methods=list(methods.GRADIENT_METHODS))
+    assert sorted(r.method for r in asked) == sorted(methods.GRADIENT_METHODS)
+    with pytest.raises(ValueError, match="'lotka_volterra' has 1 input and GEKPLS needs at "
+                                         "least 2"):
+        runner.plan(["lotka_volterra"], methods=["gekpls"])
+    for method in methods.GRADIENT_METHODS:
+        assert method in report.METHOD_ORDER and method in report.LABELS
+
+
+def test_a_gradient_run_records_the_fields_of_the_others(one_thread):
+    pytest.importorskip("smt")
+    records = {m: runner.run_one(runner.Run("friedman1", 40, 0.05, 0, m), quick=True)
+               for m in ("gp", "genn")}
+    uncertainty = {"coverage", "nll", "calibration_curve"}  # the GP's standard deviation
+    assert set(records["genn"]) == set(records["gp"]) - uncertainty
+    assert records["genn"]["settings"]["steps"] == 200 and records["genn"]["quick"]
+    assert records["genn"]["rmse"] < 3.5  # friedman1's test targets' std is 4.9
+
+
+def _fit_takes_gradients() -> bool:
+    import inspect
+
+    from keras_gradinn.estimator import GradINNRegressor
+
+    return "dy_dx" in inspect.signature(GradINNRegressor.fit).parameters
+
+
+def test_gradinn_grad_is_the_library_defaults_given_the_gradients(monkeypatch):
+    from keras_gradinn.estimator import GradINNRegressor
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, X, y, **kwargs):
+        calls.append((self.get_params(), X, y, kwargs))
+        raise Stop
+
+    monkeypatch.setattr(GradINNRegressor, "fit", fit)
+    problem = problems.get("stokes_sphere")
+    x, y, dy_dx = runner.training_data(problem, 10, 0.05, seed=0)
+    with pytest.raises(Stop):
+        methods.fit("gradinn-grad", problem, x, y, dy_dx=dy_dx, seed=4)
+    params, fitted_x, fitted_y, kwargs = calls[0]
+    defaults = GradINNRegressor(bounds=problem.bounds, contains=problem.contains,
+                                random_state=4).get_params()
+    assert params.keys() == defaults.keys()
+    assert all(params[k] is defaults[k] or np.array_equal(params[k], defaults[k])
+               or params[k] == defaults[k] for k in params)
+    assert fitted_x is x and fitted_y is y and kwargs.keys() == {"dy_dx"}
+    assert kwargs["dy_dx"] is dy_dx
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _fit_takes_gradients(),
+                    reason="GradINNRegressor.fit takes no dy_dx (observed gradients) yet")
+def test_gradinn_grad_trains_on_the_observed_gradients():
+    """Two quick fits of the library's defaults, about 20 s each on an idle machine."""
+    problem = problems.get("friedman1")
+    x, y, dy_dx = runner.training_data(problem, 20, 0.0, seed=0)
+    points = problem.test_set()[0][:300]
+    truth = problem.solution(points)
+    settings = methods.settings_for(problem.name, quick=True)
+    fitted = methods.fit("gradinn-grad", problem, x, y, dy_dx=dy_dx, settings=settings, seed=0)
+    prediction, jacobian = fitted.predict(points), fitted.gradient(points)
+    assert prediction.shape == (300, 1) and jacobian.shape == (300, 1, 5)
+    assert np.sqrt(np.mean((prediction - truth) ** 2)) < 0.7 * _constant_rmse(y, truth)[0]
+    # The gradients reach the fit: wrong ones give another model.
+    wrong = methods.fit("gradinn-grad", problem, x, y, dy_dx=-dy_dx, settings=settings, seed=0)
+    assert not np.allclose(wrong.predict(points), prediction)

@@ -1,4 +1,5 @@
-"""The benchmark's methods behind one interface: `gradinn`, `gradinn-auto`, `snn`, `pinn`, `gp`.
+"""The benchmark's methods behind one interface: `gradinn`, `gradinn-auto`, `snn`, `pinn`, `gp`,
+and, trained on observed gradients too, `gradinn-grad`, `genn` and `gekpls`.
 
 Every neural method shares the network (`Settings.width` x `Settings.depth`,
 SiLU), the normalisation (inputs scaled to [-1, 1] by the problem's bounds,
@@ -20,6 +21,14 @@ per-problem settings: the problem only gives its domain (bounds, and the
 shape of a domain that is not a box). `gradinn-auto-nokernel` is the same
 without the kernel prior among its candidates, so the tables also say what
 the choice among GradINN's own priors does.
+
+`GRADIENT_METHODS` also train on the Jacobians observed at the training
+points (`runner.training_data`): `gradinn-grad` is `gradinn-auto` fitted
+with them, `genn` and `gekpls` are SMT's gradient-enhanced neural network
+and Kriging (see `keras_gradinn.bench.smt` for their settings). A sweep runs
+them only when asked for (`--methods`): they answer another question (what
+observed gradients are worth) than the tables of GradINN against its
+value-only baselines.
 """
 
 from __future__ import annotations
@@ -43,9 +52,23 @@ from keras_gradinn.training import train_full_batch
 if TYPE_CHECKING:
     from keras_gradinn.problems import Problem
 
-__all__ = ["METHODS", "Fitted", "Settings", "EquationModel", "fit", "settings_for"]
+__all__ = ["DEFAULT_METHODS", "GRADIENT_METHODS", "METHODS", "Fitted", "Settings",
+           "EquationModel", "fit", "settings_for", "unavailable"]
 
-METHODS = ("gradinn", "gradinn-auto", "gradinn-auto-nokernel", "snn", "pinn", "gp")
+#: The methods a sweep runs unless told otherwise.
+DEFAULT_METHODS = ("gradinn", "gradinn-auto", "gradinn-auto-nokernel", "snn", "pinn", "gp")
+#: The methods that train on observed gradients as well as values.
+GRADIENT_METHODS = ("gradinn-grad", "genn", "gekpls")
+METHODS = DEFAULT_METHODS + GRADIENT_METHODS
+
+
+def unavailable(method: str, problem: Problem) -> str | None:
+    """Why `method` cannot run on `problem` (to follow "problem NAME "), or None if it can."""
+    if method == "pinn" and problem.equations is None:
+        return "has no equations, so no pinn runs"
+    if method == "gekpls" and problem.d < 2:
+        return f"has {problem.d} input and GEKPLS needs at least 2, so no gekpls runs"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,10 +306,14 @@ def _fit_network(method: str, problem: Problem, x: np.ndarray, y: np.ndarray,
     return _fitted(model, time.perf_counter() - start)
 
 
-def _fit_estimator(estimator: GradINNRegressor, x: np.ndarray, y: np.ndarray) -> Fitted:
+def _fit_estimator(estimator: GradINNRegressor, x: np.ndarray, y: np.ndarray,
+                   dy_dx: np.ndarray | None = None) -> Fitted:
     keras.backend.clear_session()
     start = time.perf_counter()
-    estimator.fit(x, y)
+    if dy_dx is None:
+        estimator.fit(x, y)
+    else:
+        estimator.fit(x, y, dy_dx=dy_dx)
     seconds = time.perf_counter() - start
     chosen = None if estimator.best_index_ is None else estimator.best_prior_
     return _fitted(estimator.model_, seconds, chosen)
@@ -310,24 +337,54 @@ def _fit_gp(problem: Problem, x: np.ndarray, y: np.ndarray, seed: int) -> Fitted
     return Fitted(predict=gp.predict, gradient=gp.gradient, train_seconds=seconds, std=gp.std)
 
 
+def _fit_smt(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, dy_dx: np.ndarray,
+             settings: Settings, seed: int) -> Fitted:
+    """`genn` (the neural methods' network, step budget and learning rate) or `gekpls`."""
+    from keras_gradinn.bench import smt
+
+    start = time.perf_counter()
+    if method == "genn":
+        model = smt.fit_genn(x, y, dy_dx, width=settings.width, depth=settings.depth,
+                             steps=settings.steps, learning_rate=settings.learning_rate,
+                             seed=seed)
+    else:
+        model = smt.fit_gekpls(x, y, dy_dx, problem.bounds, seed=seed)
+    seconds = time.perf_counter() - start
+    return Fitted(predict=model.predict, gradient=model.gradient, train_seconds=seconds,
+                  std=model.std if model.has_std else None)
+
+
 def fit(method: str, problem: Problem, x: np.ndarray, y: np.ndarray, *,
-        settings: Settings | None = None, seed: int = 0) -> Fitted:
-    """Trains `method` on (x, y) of `problem`.
+        dy_dx: np.ndarray | None = None, settings: Settings | None = None,
+        seed: int = 0) -> Fitted:
+    """Trains `method` on (x, y) of `problem`, and on `dy_dx` for `GRADIENT_METHODS`.
 
     Args:
         method: one of `METHODS`.
         problem: the benchmark problem (bounds, domain, equations).
         x: training inputs (n, d) in the problem's units.
         y: training targets (n, m).
+        dy_dx: the Jacobians observed at x (n, m, d), in the problem's
+            units; required by `GRADIENT_METHODS`, unread by the others.
         settings: neural training choices (default `settings_for(problem.name)`);
             GradINN chooses among their `variants()` when they have alternatives.
         seed: seed of weights and collocation draws (and the GP's restarts).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    reason = unavailable(method, problem)
+    if reason is not None:
+        raise ValueError(f"problem {problem.name!r} {reason}")
+    if method in GRADIENT_METHODS and dy_dx is None:
+        raise ValueError(f"method {method!r} trains on observed gradients: pass dy_dx of "
+                         f"shape (n, m, d) = ({len(x)}, {problem.m}, {problem.d})")
     if method == "gp":
         return _fit_gp(problem, x, y, seed)
     settings = settings or settings_for(problem.name)
+    if method in ("genn", "gekpls"):
+        return _fit_smt(method, problem, x, y, dy_dx, settings, seed)
+    if method == "gradinn-grad":
+        return _fit_estimator(_auto(problem, settings, seed, kernel=True), x, y, dy_dx)
     if method == "gradinn":
         return _fit_estimator(settings.estimator(problem, len(y), seed), x, y)
     if method.startswith("gradinn-auto"):

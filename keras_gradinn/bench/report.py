@@ -21,11 +21,15 @@ from keras_gradinn.plots import new_figure
 __all__ = ["auto_summary", "fill", "headline", "plot_calibration", "plot_fields", "plot_rmse",
            "ratios", "tables", "uncertainty", "write"]
 
-METHOD_ORDER = ("gradinn-auto", "gradinn-auto-nokernel", "gradinn", "snn", "pinn", "gp")
+# The methods trained on observed gradients come last, so tables without them do not change.
+METHOD_ORDER = ("gradinn-auto", "gradinn-auto-nokernel", "gradinn", "snn", "pinn", "gp",
+                "gradinn-grad", "genn", "gekpls")
 LABELS = {"gradinn-auto": "GradINN-auto", "gradinn-auto-nokernel": "auto, no kernel",
-          "gradinn": "GradINN (tuned)", "snn": "S-NN", "pinn": "PINN", "gp": "GP"}
+          "gradinn": "GradINN (tuned)", "snn": "S-NN", "pinn": "PINN", "gp": "GP",
+          "gradinn-grad": "GradINN-grad", "genn": "GENN", "gekpls": "GEKPLS"}
 COLOURS = {"gradinn-auto": "tab:purple", "gradinn-auto-nokernel": "tab:orange",
-           "gradinn": "tab:red", "snn": "tab:blue", "pinn": "tab:green", "gp": "tab:gray"}
+           "gradinn": "tab:red", "snn": "tab:blue", "pinn": "tab:green", "gp": "tab:gray",
+           "gradinn-grad": "tab:pink", "genn": "tab:brown", "gekpls": "tab:olive"}
 
 
 def _cells(records: Sequence[dict]) -> dict:

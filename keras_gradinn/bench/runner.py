@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Run", "load_runs", "plan", "run_one", "sweep"]
+__all__ = ["Run", "load_runs", "plan", "run_one", "sweep", "training_data", "training_set"]
 
 #: Noise levels of the protocol: all four for `friedman1`, 0 and 0.05 elsewhere.
 NOISE_LEVELS = {"friedman1": (0.0, 0.01, 0.05, 0.10)}
@@ -60,25 +60,28 @@ def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
     """The runs of a sweep, in the order they are run.
 
     `sizes`, `noises` and `methods` default to the protocol's for each
-    problem (`pinn` only where the problem has equations). `quick` runs one
+    problem: `methods.DEFAULT_METHODS` that apply to it (`pinn` only where
+    the problem has equations); the methods trained on observed gradients
+    run when `methods` names them. `quick` runs one
     seed per cell; otherwise `seeds` per cell and at least `HEADLINE_SEEDS`
     in the headline cell. Seeds count from `first_seed` (0 for the report;
     1000 and up are the spare seeds that choices are tuned on).
     """
     from keras_gradinn import problems as registry
-    from keras_gradinn.bench.methods import METHODS
+    from keras_gradinn.bench.methods import DEFAULT_METHODS, METHODS, unavailable
 
     if int(seeds) < 1:
         raise ValueError(f"seeds must be >= 1; got {seeds!r}")
     runs = []
     for name in problems:
         problem = registry.get(name)
-        chosen = methods or [m for m in METHODS if m != "pinn" or problem.equations is not None]
+        chosen = methods or [m for m in DEFAULT_METHODS if unavailable(m, problem) is None]
         for method in chosen:
             if method not in METHODS:
                 raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-            if method == "pinn" and problem.equations is None:
-                raise ValueError(f"problem {name!r} has no equations, so no pinn runs")
+            reason = unavailable(method, problem)
+            if reason is not None:
+                raise ValueError(f"problem {name!r} {reason}")
         for noise in noises if noises is not None else NOISE_LEVELS.get(name, DEFAULT_NOISE):
             if not 0 <= float(noise) < 1:
                 raise ValueError(f"noise must be in [0, 1); got {noise!r}")
@@ -96,16 +99,44 @@ def plan(problems: Sequence[str], *, sizes: Sequence[int] | None = None,
                                        r.seed, r.method))
 
 
+def _noisy_values(problem, n: int, noise: float, seed: int):
+    """(x, noisy y, the generator after the value noise): every run's first draws."""
+    rng = np.random.default_rng([seed, n])
+    x = problem.sample(n, rng)
+    y = problem.solution(x)
+    return x, y + rng.normal(size=y.shape) * (noise * y.std(axis=0)), rng
+
+
 def training_set(problem, n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`n` uniform points drawn with the seed `(seed, n)`, plus Gaussian noise of `noise` x std.
 
     The noise's standard deviation is `noise` times the std of the clean
     targets, per output, as the protocol fixes it.
     """
-    rng = np.random.default_rng([seed, n])
-    x = problem.sample(n, rng)
-    y = problem.solution(x)
-    return x, y + rng.normal(size=y.shape) * (noise * y.std(axis=0))
+    x, y, _ = _noisy_values(problem, n, noise, seed)
+    return x, y
+
+
+def training_data(problem, n: int, noise: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`training_set`'s (x, y), plus the Jacobians observed at x with noise of the same level.
+
+    The gradient noise is Gaussian with standard deviation `noise` times the
+    root mean square over the n points of each clean Jacobian entry (output
+    j, input i): each entry has its own units, as each output has. Not its
+    std, as for the values: a linear term's slope is the same everywhere
+    (friedman1's 10 x4 + 5 x5), and would stay exact. An input an output
+    ignores has a zero entry, which stays exact. The gradient noise is drawn
+    from the same generator after the value noise, so x and y are those of
+    `training_set`, bit for bit.
+
+    Returns:
+        x (n, d), y (n, m) and dy_dx (n, m, d), in the problem's units.
+    """
+    x, y, rng = _noisy_values(problem, n, noise, seed)
+    jacobian = problem.gradient(x)
+    scale = np.sqrt(np.mean(jacobian ** 2, axis=0))
+    return x, y, jacobian + rng.normal(size=jacobian.shape) * (noise * scale)
 
 
 def field_grid(problem, size: int = 101) -> np.ndarray:
@@ -136,10 +167,14 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
     from keras_gradinn.bench import methods
 
     problem = registry.get(run.problem)
-    x, y = training_set(problem, run.n, run.noise, run.seed)
+    if run.method in methods.GRADIENT_METHODS:
+        x, y, dy_dx = training_data(problem, run.n, run.noise, run.seed)
+    else:  # the gradients' draws come after the values', which are the same without them
+        (x, y), dy_dx = training_set(problem, run.n, run.noise, run.seed), None
     x_test, y_test = problem.test_set()
     settings = methods.settings_for(problem.name, quick=quick)
-    fitted = methods.fit(run.method, problem, x, y, settings=settings, seed=run.seed)
+    fitted = methods.fit(run.method, problem, x, y, dy_dx=dy_dx, settings=settings,
+                         seed=run.seed)
     start = time.perf_counter()
     prediction = fitted.predict(x_test)
     predict_seconds = time.perf_counter() - start
@@ -154,8 +189,9 @@ def run_one(run: Run, *, quick: bool = False, fields: str | None = None) -> dict
         "train_seconds": fitted.train_seconds,
         "predict_seconds": predict_seconds,
         "quick": bool(quick),
-        "settings": (None if run.method == "gp" or run.method.startswith("gradinn-auto")
-                     else dataclasses.asdict(settings)),
+        # The methods that read none of the neural settings record none.
+        "settings": (None if run.method in ("gp", "gekpls", "gradinn-grad")
+                     or run.method.startswith("gradinn-auto") else dataclasses.asdict(settings)),
         "chosen": fitted.chosen,
         "version": keras_gradinn.__version__,
     }

@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise levels (default: 0 0.01 0.05 0.1 for friedman1, else 0 0.05)")
     parser.add_argument("--methods", nargs="+",
                         help="gradinn gradinn-auto gradinn-auto-nokernel snn pinn gp "
-                        "(default: all that apply)")
+                        "(default: all that apply), or, trained on observed gradients too, "
+                        "gradinn-grad genn gekpls (genn and gekpls need SMT: pip install "
+                        "'keras-gradinn[bench]')")
     parser.add_argument("--seeds", type=int, default=3,
                         help="seeds per cell (default 3; the headline cell gets at least 5)")
     parser.add_argument("--first-seed", type=int, default=0,
