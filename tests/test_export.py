@@ -95,8 +95,11 @@ def test_onnx_with_gradient_matches_keras_and_finite_differences(tmp_path, activ
     assert mismatched.mean() <= (0.05 if relu else 0.0)
 
 
-# Every activation with three outputs, and one with a single output.
-@pytest.mark.parametrize("activation, m", [("silu", 1)] + [(a, 3) for a in sorted(ACTIVATIONS)])
+# The SavedModel differentiates the network with TensorFlow's tape, so an
+# activation's slope there is TensorFlow's own; every activation's closed-form
+# slope is checked above, through the ONNX file's explicit chain rule. GELU
+# with three outputs, as its float32 constant is the one that rounds.
+@pytest.mark.parametrize("activation, m", [("silu", 1), ("gelu", 3)])
 def test_saved_model_signatures_match_keras(tmp_path, activation, m):
     model = trained_model(activation, m)
     # Verifies batches of 1 and 1000 in a fresh process.
