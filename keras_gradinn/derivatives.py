@@ -90,8 +90,9 @@ def derivative_mismatch(jacobian: tf.Tensor, observed: tf.Tensor,
         member, with `o` 1 where observed and 0 elsewhere (0 for a member
         whose rows all have weight 0).
     """
-    dtype = jacobian.dtype
-    observed = tf.cast(observed, dtype)
+    # Float32 at least, so mixed-precision Jacobians do not lose the error.
+    dtype = tf.float64 if jacobian.dtype == tf.float64 else tf.float32
+    jacobian, observed = tf.cast(jacobian, dtype), tf.cast(observed, dtype)
     seen = tf.math.is_finite(observed)
     error = tf.where(seen[None], jacobian - tf.where(seen, observed, 0)[None], 0)
     squares = tf.reduce_sum(tf.square(error), axis=[2, 3])  # (k, n)

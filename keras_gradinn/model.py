@@ -167,9 +167,8 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
     says) by the step's tape.
 
     Because the gradient term lives in the normalised space,
-    `gradient_weight` (and `derivative_weight`) does not depend on the
-    units of x or y, and the prior
-    speaks of standardised outputs per unit of normalised input. `call`,
+    `gradient_weight` and `derivative_weight` do not depend on the units
+    of x or y, and the prior speaks of standardised outputs per unit of normalised input. `call`,
     `predict`, `predict_gradient` and the compiled metrics use the user's
     units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
 
@@ -183,8 +182,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
     layer regularisation penalties), `gradient_loss` (the mean squared
     Jacobian mismatch, unweighted), once derivatives were given
     `derivative_loss` (their squared error per target value, unweighted)
-    and the
-    compiled metrics in user units.
+    and the compiled metrics in user units.
     To monitor `data_loss` or `gradient_loss` in callbacks such as
     `EarlyStopping`, pass `mode="min"`; Keras infers it only for `loss`.
 
@@ -439,7 +437,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
                self.derivative_loss_tracker]
         # Keras' own "loss" tracker is replaced by ours, which sums the terms.
         rest = [m for m in super().metrics if m.name != "loss" and all(m is not o for o in own)]
-        return own[: 3 + self._observes_derivatives] + rest
+        return (own if self._observes_derivatives else own[:3]) + rest
 
     def _loss_terms(self, z, t, sample_weight, training, derivatives=None):
         """Predictions and the (data, gradient, total) losses, means over members.
