@@ -66,12 +66,6 @@ POOL_SIZE = 2**14
 #: The Gaussian process of the kernel prior: restarts, rows for its
 #: hyper-parameters, rows it is conditioned on.
 GP_RESTARTS, GP_FIT_POINTS, GP_MAX_POINTS = 3, 300, 1000
-#: With observed derivatives, the chosen candidate is cross-validated again
-#: with its derivative weight times each of these: the default weighs an
-#: observed entry like a value, an upper bound when the derivatives are
-#: noisier than the values, and a decade or two below lets the held-out
-#: values judge how much noisy slopes should count.
-DERIVATIVE_WEIGHT_FACTORS = (0.1, 0.01)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,10 +178,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             candidate's); must be None with `"auto"`.
         derivative_weight: the weight of observed derivatives, when `fit`
             is given `dy_dx` (see `GradINN`; 1 counts each observed
-            derivative entry's squared error as much as a value's). With
-            `prior="auto"` the cross-validation also tries the chosen prior
-            with this weight times each of `DERIVATIVE_WEIGHT_FACTORS`, and
-            keeps the best (`derivative_weight_`).
+            derivative entry's squared error as much as a value's).
         candidates: with `"auto"`, the candidates to choose among: names
             from `CANDIDATES`, `Candidate` objects, and `"screened"` to try
             screening the best of them (None: all of `CANDIDATES` and
@@ -233,8 +224,6 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         best_candidate_: that `Candidate` ("screened": the screened
             candidate's prior and weight).
         best_index_: its row in `cv_results_` (None without a choice).
-        derivative_weight_: the weight of observed derivatives in the final
-            fit (`derivative_weight`, or the one the cross-validation chose).
         calibration_: the `uncertainty.Calibration` of the standard
             deviation (None with `calibrate=False`).
         calibration_results_: with `calibrate`, the held-out rows' 90 %
@@ -245,8 +234,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         cv_results_: like `GridSearchCV`'s: `params`, `split<i>_test_score`
             (negative mean squared error of the standardised targets on fold
             i), `mean_test_score`, `std_test_score`, `rank_test_score`,
-            `fit_time` (seconds for all folds), `gradient_weight`, and with
-            observed derivatives `derivative_weight`; empty without a choice.
+            `fit_time` (seconds for all folds), `gradient_weight`; empty
+            without a choice.
         bounds_: the domain box used, shape (d, 2).
         n_features_in_, feature_names_in_: as scikit-learn defines them.
         n_outputs_: number of target columns.
@@ -387,7 +376,6 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             else:
                 chosen, mask, fold_masks = self._fixed_candidate(), None, None
                 self.best_index_, self.cv_results_ = None, {}
-            self.derivative_weight_ = context.derivative_weight
             self.best_prior_ = chosen.name
             self.best_candidate_ = chosen
             masks = None if mask is None else np.repeat(mask[None], self.n_members, axis=0)
@@ -536,48 +524,29 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                             np.asarray(masks[1], np.float32), np.asarray(masks[0], np.float32))
                 self._score(context, screened[0], splits, cv_steps, screened[2], tried, losses,
                             seconds)
-        weights = [context.derivative_weight] * len(tried)
-        if context.dy_dx is not None and context.derivative_weight > 0:
-            best = tried[int(np.argmin([loss.mean() for loss in losses]))]
-            masks = screened[2] if best.name == "screened" else None
-            for factor in DERIVATIVE_WEIGHT_FACTORS:
-                weights.append(context.derivative_weight * factor)
-                self._score(context, best, splits, cv_steps, masks, tried, losses, seconds,
-                            derivative_weight=weights[-1])
         scores = -np.array(losses)  # (candidates, folds)
         mean = scores.mean(axis=1)
         self.best_index_ = int(np.argmax(mean))
-        context.derivative_weight = weights[self.best_index_]
         self.cv_results_ = {
-            "params": [{"prior": c.name, **({} if context.dy_dx is None else
-                                            {"derivative_weight": w})}
-                       for c, w in zip(tried, weights)],
+            "params": [{"prior": c.name} for c in tried],
             **{f"split{i}_test_score": scores[:, i] for i in range(len(splits))},
             "mean_test_score": mean,
             "std_test_score": scores.std(axis=1),
             "rank_test_score": (np.argsort(np.argsort(-mean, kind="stable")) + 1).astype(int),
             "fit_time": np.array(seconds),
             "gradient_weight": np.array([c.gradient_weight for c in tried]),
-            **({} if context.dy_dx is None else {"derivative_weight": np.array(weights)}),
         }
         best = tried[self.best_index_]
         if best.name == "screened":
             return best, screened[1], screened[2]
         return best, None, None
 
-    def _score(self, context, candidate, splits, cv_steps, masks, tried, losses, seconds, *,
-               derivative_weight: float | None = None):
-        """Cross-validates `candidate`; returns its stack (None if its scores were on disk).
-
-        `derivative_weight` replaces the context's weight of observed derivatives.
-        """
-        key = f"cv-{candidate.name}" + ("" if derivative_weight is None
-                                        else f"-derivative-weight-{derivative_weight:g}")
-        model, done = None, context.recall(key)
+    def _score(self, context, candidate, splits, cv_steps, masks, tried, losses, seconds):
+        """Cross-validates `candidate`; returns its stack (None if its scores were on disk)."""
+        model, done = None, context.recall(f"cv-{candidate.name}")
         if done is None:
             start = time.perf_counter()
-            model = context.fit(candidate, steps=cv_steps, masks=masks, splits=splits,
-                                derivative_weight=derivative_weight)
+            model = context.fit(candidate, steps=cv_steps, masks=masks, splits=splits)
             predicted = model.predict_members(context.x)  # (n, folds, m)
             fold_losses = []
             for j, (_, rows) in enumerate(splits):
@@ -585,15 +554,13 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                 fold_losses.append(float(np.average(np.mean(residual**2, axis=1),
                                                     weights=context.weights[rows])))
             done = {"losses": fold_losses, "seconds": time.perf_counter() - start}
-            context.remember(key, done)
+            context.remember(f"cv-{candidate.name}", done)
         fold_losses = done["losses"]
         tried.append(candidate)
         losses.append(np.array(fold_losses))
         seconds.append(done["seconds"])
         if self.verbose:
-            weight = "" if derivative_weight is None else \
-                f" (derivative weight {derivative_weight:g})"
-            print(f"GradINNRegressor: {candidate.name:>9}{weight}: held-out MSE "
+            print(f"GradINNRegressor: {candidate.name:>9}: held-out MSE "
                   f"{np.mean(fold_losses):.4g} ({seconds[-1]:.0f} s)", flush=True)
         return model
 
@@ -700,7 +667,6 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                                  for key, value in info["cv_results"].items()}
         estimator._y_ndim = info["y_ndim"]
         estimator.calibration_ = model.calibration
-        estimator.derivative_weight_ = model.derivative_weight
         estimator.calibration_results_ = info.get("calibration_results", {})
         estimator.bounds_ = np.asarray(model.bounds)
         estimator.n_features_in_ = model.input_dim
@@ -728,8 +694,6 @@ class _Context:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.estimator, self.x, self.y, self.weights = estimator, x, y, weights
         self.dy_dx = dy_dx
-        # The weight of observed derivatives in the fits; the choice may lower it.
-        self.derivative_weight = float(estimator.derivative_weight)
         self.mean = np.average(y, axis=0, weights=weights)
         spread = np.sqrt(np.average((y - self.mean) ** 2, axis=0, weights=weights))
         self.spread = np.where(spread > 0, spread, 1.0)
@@ -789,10 +753,9 @@ class _Context:
         return model, saver.history
 
     def fit(self, candidate: Candidate, *, steps: int, masks, splits, epochs: int = 1,
-            callbacks=(), resume=None, replicas: int = 1, derivative_weight: float | None = None):
+            callbacks=(), resume=None, replicas: int = 1):
         """`candidate` fitted as a stack: `replicas` members per (train, test) split (fold-major),
-        or `n_members` on all rows; observed derivatives weighed by `derivative_weight` (None:
-        the context's)."""
+        or `n_members` on all rows."""
         import keras
 
         from keras_gradinn import priors
@@ -830,8 +793,7 @@ class _Context:
         model = GradINN(network, prior, bounds=e.bounds_, n_collocation=e.n_collocation,
                         sampler=self.pool, contains=e.contains,
                         gradient_weight=candidate.gradient_weight,
-                        derivative_weight=(self.derivative_weight if derivative_weight is None
-                                           else derivative_weight),
+                        derivative_weight=e.derivative_weight,
                         seed=self.collocation_seed,
                         input_labels=[str(c) for c in getattr(e, "feature_names_in_", [])] or None)
         model.adapt(self.y, self.weights)  # the kernel prior's standardisation, too

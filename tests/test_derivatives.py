@@ -151,12 +151,5 @@ def test_the_estimator_trains_every_fit_on_observed_derivatives():
               for e in (values, estimator)]
     assert errors[1] < 0.5 * errors[0], errors
     assert "derivative_loss" in estimator.history_
-    # The chosen prior was tried again with lighter derivatives; the best row was kept.
-    results = estimator.cv_results_
-    assert list(results["derivative_weight"][-2:]) == [0.1, 0.01]
-    best = results["params"][estimator.best_index_]
-    assert best["derivative_weight"] == estimator.derivative_weight_
-    assert estimator.model_.derivative_weight == estimator.derivative_weight_
-    assert estimator.best_index_ == int(np.argmax(results["mean_test_score"]))
     with pytest.raises(ValueError, match=r"dy_dx must have shape \(16, 1, 2\)"):
         estimator.fit(x, y, dy_dx=np.ones((16, 3)))

@@ -7,7 +7,7 @@ import pathlib
 
 from keras_gradinn.errors import CommandError
 
-__all__ = ["CommandError", "choice_label", "derivative_column", "load_model"]
+__all__ = ["CommandError", "derivative_column", "load_model"]
 
 
 def load_model(path: str | os.PathLike):
@@ -35,11 +35,3 @@ def derivative_column(target: str, input_name: str) -> str:
     """The column name of d target / d input: `d<target>/d<input>`, as `predict --gradient`
     writes it and `fit --gradients` reads it."""
     return f"d{target}/d{input_name}"
-
-
-def choice_label(params: dict) -> str:
-    """A row of `GradINNRegressor.cv_results_["params"]` as text: the prior, and the weight
-    of observed derivatives when the choice tried several."""
-    if "derivative_weight" not in params:
-        return str(params["prior"])
-    return f"{params['prior']}, derivative weight {params['derivative_weight']:g}"

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from keras_gradinn import files, tables, training
-from keras_gradinn.cli.common import CommandError, choice_label, derivative_column
+from keras_gradinn.cli.common import CommandError, derivative_column
 from keras_gradinn.validation import outside as outside_bounds
 
 __all__ = ["DEFAULTS", "PRIORS", "add_arguments", "fit", "resolve_config",
@@ -498,7 +498,7 @@ def evaluate(estimator, data: TrainingData, config: dict[str, Any], seconds: flo
         "n_validation": len(data.x_val) if held else 0,
         "prior": estimator.best_prior_,
         "cross_validation": None if not results else {
-            choice_label(params): {"mean_test_score": float(mean), "std_test_score": float(std),
+            params["prior"]: {"mean_test_score": float(mean), "std_test_score": float(std),
                               "fit_time": float(fit_time)}
             for params, mean, std, fit_time in zip(
                 results["params"], results["mean_test_score"], results["std_test_score"],

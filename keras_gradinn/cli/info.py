@@ -6,7 +6,7 @@ import argparse
 import json
 import pathlib
 
-from keras_gradinn.cli.common import choice_label, load_model
+from keras_gradinn.cli.common import load_model
 
 __all__ = ["add_arguments", "info", "run"]
 
@@ -84,7 +84,7 @@ def _choice_lines(metadata: dict) -> list[str]:
              f"(held-out mean squared error of the standardised targets):"]
     for i, params in enumerate(results["params"]):
         mark = "  <- chosen" if i == metadata["best_index"] else ""
-        lines.append(f"  {choice_label(params):<10} {-results['mean_test_score'][i]:.4g} "
+        lines.append(f"  {params['prior']:<10} {-results['mean_test_score'][i]:.4g} "
                      f"+- {results['std_test_score'][i]:.2g}  "
                      f"(weight {results['gradient_weight'][i]:g}, "
                      f"{results['fit_time'][i]:.0f} s){mark}")
