@@ -578,14 +578,6 @@ def test_a_gradient_run_records_the_fields_of_the_others(one_thread):
     assert records["genn"]["rmse"] < 3.5  # friedman1's test targets' std is 4.9
 
 
-def _fit_takes_gradients() -> bool:
-    import inspect
-
-    from keras_gradinn.estimator import GradINNRegressor
-
-    return "dy_dx" in inspect.signature(GradINNRegressor.fit).parameters
-
-
 def test_gradinn_grad_is_the_library_defaults_given_the_gradients(monkeypatch):
     from keras_gradinn.estimator import GradINNRegressor
 
@@ -614,8 +606,6 @@ def test_gradinn_grad_is_the_library_defaults_given_the_gradients(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _fit_takes_gradients(),
-                    reason="GradINNRegressor.fit takes no dy_dx (observed gradients) yet")
 def test_gradinn_grad_trains_on_the_observed_gradients():
     """Two quick fits of the library's defaults, about 20 s each on an idle machine."""
     problem = problems.get("friedman1")

@@ -310,10 +310,7 @@ def _fit_estimator(estimator: GradINNRegressor, x: np.ndarray, y: np.ndarray,
                    dy_dx: np.ndarray | None = None) -> Fitted:
     keras.backend.clear_session()
     start = time.perf_counter()
-    if dy_dx is None:
-        estimator.fit(x, y)
-    else:
-        estimator.fit(x, y, dy_dx=dy_dx)
+    estimator.fit(x, y, dy_dx=dy_dx)
     seconds = time.perf_counter() - start
     chosen = None if estimator.best_index_ is None else estimator.best_prior_
     return _fitted(estimator.model_, seconds, chosen)
