@@ -61,8 +61,9 @@ def script(path: pathlib.Path, *args: str) -> None:
         raise RuntimeError(f"exit {result.returncode}: {result.stderr[-3000:]}")
 
 
-# The venv must hold the base install only, imported from site-packages.
-for extra in ("pytest", "xdist", "hypothesis", "pandas"):
+# The venv must hold the base install only, imported from site-packages
+# (pandas is not a marker: SALib brings it into the base install).
+for extra in ("pytest", "xdist", "hypothesis", "ruff"):
     if importlib.util.find_spec(extra) is not None:
         sys.exit(f"{extra} is installed: this check needs a venv with the base install only")
 origin = pathlib.Path(importlib.util.find_spec("keras_gradinn").origin).resolve()
@@ -75,7 +76,8 @@ beam_columns = ("--inputs", "load,span,thickness", "--targets", "deflection,stre
 @check("keras-gradinn --version and --help")
 def _():
     cli("--version")
-    for command in ("", "fit", "predict", "info", "export", "demo", "perf", "bench"):
+    for command in ("", "fit", "predict", "info", "sensitivity", "export", "demo", "perf",
+                    "bench"):
         cli(*command.split(), "--help")
 
 
@@ -105,6 +107,13 @@ def _():
 @check("keras-gradinn info")
 def _():
     assert "load" in cli("info", "runs/beam/model.keras")
+
+
+@check("keras-gradinn sensitivity (Sobol' and DGSM, table and chart)")
+def _():
+    cli("sensitivity", "runs/beam/model.keras", "--samples", "256", "--out", "sensitivity")
+    for name in ("sensitivity.csv", "sensitivity.png"):
+        assert (WORK / "sensitivity" / name).stat().st_size > 0, name
 
 
 @check("keras-gradinn export --onnx --with-gradient --saved-model (verified)")
@@ -152,6 +161,9 @@ def _():
     x = np.random.default_rng(0).random((30, 3))
     model = kg.GradINNRegressor(steps=40, cv_steps=10, random_state=0).fit(x, x.sum(axis=1))
     assert model.predict_gradient(x).shape == (30, 3)
+    observed = np.where(x > 0.5, 1.0, np.nan)  # partial derivatives of the sum
+    derived = kg.GradINNRegressor("smooth", steps=40, cv_steps=10, random_state=0)
+    assert "derivative_loss" in derived.fit(x, x.sum(axis=1), dy_dx=observed).history_
     model.save(WORK / "regressor.keras")
     again = kg.GradINNRegressor.load(WORK / "regressor.keras")
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
