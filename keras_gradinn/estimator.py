@@ -178,7 +178,11 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
             candidate's); must be None with `"auto"`.
         derivative_weight: the weight of observed derivatives, when `fit`
             is given `dy_dx` (see `GradINN`; 1 counts each observed
-            derivative entry's squared error as much as a value's).
+            derivative entry's squared error as much as a value's). With
+            `prior="auto"`, the chosen candidate's folds are then also fitted
+            for `steps` steps, and the final fit runs `steps` or `cv_steps`,
+            whichever the folds score better (`final_steps_`): long fits
+            learn noisy derivatives by heart.
         candidates: with `"auto"`, the candidates to choose among: names
             from `CANDIDATES`, `Candidate` objects, and `"screened"` to try
             screening the best of them (None: all of `CANDIDATES` and
@@ -224,6 +228,12 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         best_candidate_: that `Candidate` ("screened": the screened
             candidate's prior and weight).
         best_index_: its row in `cv_results_` (None without a choice).
+        final_steps_: the final fit's training steps: `steps`, or with
+            `prior="auto"` and observed derivatives, whichever of `cv_steps`
+            and `steps` scored better in `steps_scores_`.
+        steps_scores_: that choice's mean held-out scores (as in
+            `cv_results_`) of the chosen candidate by training steps; empty
+            without it.
         calibration_: the `uncertainty.Calibration` of the standard
             deviation (None with `calibrate=False`).
         calibration_results_: with `calibrate`, the held-out rows' 90 %
@@ -378,8 +388,13 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
                 self.best_index_, self.cv_results_ = None, {}
             self.best_prior_ = chosen.name
             self.best_candidate_ = chosen
+            self.steps_scores_ = ({} if self.prior != "auto" or dy_dx is None
+                                  else self._score_steps(context, chosen, fold_masks, splits))
+            self.final_steps_ = (max(self.steps_scores_, key=self.steps_scores_.get)
+                                 if self.steps_scores_ else self.steps)
             masks = None if mask is None else np.repeat(mask[None], self.n_members, axis=0)
-            self.model_, self.history_ = context.fit_final(chosen, masks, checkpoint_seconds)
+            self.model_, self.history_ = context.fit_final(chosen, masks, self.final_steps_,
+                                                           checkpoint_seconds)
             # After the final fit, so that calibrating leaves the model's weights as they were.
             self.calibration_, self.calibration_results_ = (
                 self._calibrate(context, chosen, fold_masks, splits) if self.calibrate
@@ -391,6 +406,28 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
     def _fold_steps(self) -> int:
         """Training steps of each fold fit."""
         return self.cv_steps or max(1, self.steps // 8)
+
+    def _score_steps(self, context: _Context, candidate: Candidate, fold_masks, splits
+                     ) -> dict[int, float]:
+        """The chosen candidate's mean held-out score at the fold fits' budget and at `steps`.
+
+        With observed derivatives the final fit runs the better of the two:
+        a long fit learns all n (d + 1) noisy targets by heart, and the
+        slopes' noise bends the surface between the rows (on noisy data a
+        fit of `cv_steps` steps can beat one of `steps` severalfold), while
+        on clean data the long fit is the better one.
+        """
+        short = self._fold_steps()
+        scores = {short: float(self.cv_results_["mean_test_score"][self.best_index_])}
+        if self.steps > short:
+            _, done = context.held_out(candidate, splits, steps=self.steps, masks=fold_masks,
+                                       name=f"cv-{candidate.name}-{self.steps}-steps")
+            scores[self.steps] = -float(np.mean(done["losses"]))
+            if self.verbose:
+                print(f"GradINNRegressor: {candidate.name:>9} at {self.steps} steps: held-out "
+                      f"MSE {-scores[self.steps]:.4g} ({done['seconds']:.0f} s), at {short}: "
+                      f"{-scores[short]:.4g}", flush=True)
+        return scores
 
     def _calibrate(self, context: _Context, candidate: Candidate, fold_masks, splits
                    ) -> tuple[Calibration, dict]:
@@ -543,18 +580,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
 
     def _score(self, context, candidate, splits, cv_steps, masks, tried, losses, seconds):
         """Cross-validates `candidate`; returns its stack (None if its scores were on disk)."""
-        model, done = None, context.recall(f"cv-{candidate.name}")
-        if done is None:
-            start = time.perf_counter()
-            model = context.fit(candidate, steps=cv_steps, masks=masks, splits=splits)
-            predicted = model.predict_members(context.x)  # (n, folds, m)
-            fold_losses = []
-            for j, (_, rows) in enumerate(splits):
-                residual = (predicted[rows, j] - context.y[rows]) / context.spread
-                fold_losses.append(float(np.average(np.mean(residual**2, axis=1),
-                                                    weights=context.weights[rows])))
-            done = {"losses": fold_losses, "seconds": time.perf_counter() - start}
-            context.remember(f"cv-{candidate.name}", done)
+        model, done = context.held_out(candidate, splits, steps=cv_steps, masks=masks,
+                                       name=f"cv-{candidate.name}")
         fold_losses = done["losses"]
         tried.append(candidate)
         losses.append(np.array(fold_losses))
@@ -629,6 +656,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         return {"estimator": "GradINNRegressor", "params": params,
                 "best_prior": self.best_prior_, "best_candidate": self.best_candidate_.as_dict(),
                 "best_index": self.best_index_,
+                "steps_scores": {str(k): v for k, v in self.steps_scores_.items()},
+                "final_steps": self.final_steps_,
                 "cv_results": results, "y_ndim": self._y_ndim,
                 "calibration_results": self.calibration_results_,
                 "feature_names_in": (None if not hasattr(self, "feature_names_in_")
@@ -663,6 +692,8 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         estimator.model_ = model
         estimator.best_candidate_ = Candidate.of(info["best_candidate"])
         estimator.best_prior_, estimator.best_index_ = info["best_prior"], info["best_index"]
+        estimator.steps_scores_ = {int(k): v for k, v in info.get("steps_scores", {}).items()}
+        estimator.final_steps_ = info.get("final_steps", params["steps"])
         estimator.cv_results_ = {key: (np.asarray(value) if key != "params" else value)
                                  for key, value in info["cv_results"].items()}
         estimator._y_ndim = info["y_ndim"]
@@ -731,11 +762,10 @@ class _Context:
 
             write_atomically(self.checkpoint_dir / f"{name}.json", json.dumps(value))
 
-    def fit_final(self, candidate: Candidate, masks, checkpoint_seconds: float):
+    def fit_final(self, candidate: Candidate, masks, steps: int, checkpoint_seconds: float):
         """The chosen candidate on all rows, checkpointed; returns (model, losses per epoch)."""
         from keras_gradinn import checkpoints
 
-        steps = self.estimator.steps
         epochs = steps // training.epoch_steps(steps)
         if self.checkpoint_dir is None:
             model = self.fit(candidate, steps=steps, masks=masks, splits=None, epochs=epochs)
@@ -751,6 +781,26 @@ class _Context:
         model = self.fit(candidate, steps=steps, masks=masks, splits=None, epochs=epochs,
                          callbacks=[saver], resume=latest)
         return model, saver.history
+
+    def held_out(self, candidate: Candidate, splits, *, steps: int, masks, name: str):
+        """`candidate`'s fold fits of `steps` steps and their held-out losses (kept as `name`).
+
+        Returns the stack (None if the losses were on disk) and
+        `{"losses": weighted MSE of the standardised targets per fold, "seconds": ...}`.
+        """
+        model, done = None, self.recall(name)
+        if done is None:
+            start = time.perf_counter()
+            model = self.fit(candidate, steps=steps, masks=masks, splits=splits)
+            predicted = model.predict_members(self.x)  # (n, folds, m)
+            losses = []
+            for j, (_, rows) in enumerate(splits):
+                residual = (predicted[rows, j] - self.y[rows]) / self.spread
+                losses.append(float(np.average(np.mean(residual**2, axis=1),
+                                               weights=self.weights[rows])))
+            done = {"losses": losses, "seconds": time.perf_counter() - start}
+            self.remember(name, done)
+        return model, done
 
     def fit(self, candidate: Candidate, *, steps: int, masks, splits, epochs: int = 1,
             callbacks=(), resume=None, replicas: int = 1):

@@ -151,5 +151,30 @@ def test_the_estimator_trains_every_fit_on_observed_derivatives():
               for e in (values, estimator)]
     assert errors[1] < 0.5 * errors[0], errors
     assert "derivative_loss" in estimator.history_
+    scores = estimator.steps_scores_
+    assert set(scores) == {100, 300} and estimator.final_steps_ == max(scores, key=scores.get)
+    assert int(estimator.model_.optimizer.iterations) == estimator.final_steps_
+    assert values.steps_scores_ == {} and values.final_steps_ == 300
     with pytest.raises(ValueError, match=r"dy_dx must have shape \(16, 1, 2\)"):
         estimator.fit(x, y, dy_dx=np.ones((16, 3)))
+
+
+@pytest.mark.parametrize("long_loss, expected", [(1e-9, 40), (1e9, 20)])
+def test_with_derivatives_the_final_fit_runs_the_budget_its_folds_score_better(
+        monkeypatch, long_loss, expected):
+    from keras_gradinn.estimator import _Context
+
+    held_out = _Context.held_out
+
+    def scored(self, candidate, splits, *, steps, masks, name):
+        model, done = held_out(self, candidate, splits, steps=steps, masks=masks, name=name)
+        return model, (done if steps == 20 else {**done, "losses": [long_loss] * len(splits)})
+
+    monkeypatch.setattr(_Context, "held_out", scored)
+    x = points(12, seed=7)
+    estimator = kg.GradINNRegressor(candidates=["none"], cv=2, steps=40, cv_steps=20,
+                                    n_members=1, calibrate=False, width=8, depth=1,
+                                    bounds=BOUNDS, random_state=0)
+    estimator.fit(x, function(x)[:, 0], dy_dx=jacobian(x)[:, 0])
+    assert estimator.final_steps_ == expected
+    assert int(estimator.model_.optimizer.iterations) == expected
