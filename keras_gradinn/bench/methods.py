@@ -214,7 +214,7 @@ class Fitted:
     """A trained method: predictions and Jacobians in the problem's units.
 
     `chosen` names the prior GradINN chose (`gradinn` with alternatives or
-    screening, `gradinn-auto`), and `train_seconds` then includes the
+    screening, `gradinn-auto`; `gradinn-grad` adds its final fit's steps), and `train_seconds` then includes the
     held-out fits. `std` gives the standard deviation of the prediction
     (of the function, not of a noisy observation) for the methods that
     have one: `gradinn-auto` (its calibrated ensemble) and `gp`; `members`
@@ -313,6 +313,8 @@ def _fit_estimator(estimator: GradINNRegressor, x: np.ndarray, y: np.ndarray,
     estimator.fit(x, y, dy_dx=dy_dx)
     seconds = time.perf_counter() - start
     chosen = None if estimator.best_index_ is None else estimator.best_prior_
+    if estimator.steps_scores_:  # with observed derivatives the budget is a choice too
+        chosen = f"{chosen}, {estimator.final_steps_} steps"
     return _fitted(estimator.model_, seconds, chosen)
 
 
