@@ -231,13 +231,13 @@ def test_dgsm_draws_inside_a_non_box_domain_and_sobol_warns_it_leaves_it():
 
     model = linear([1.0, 2.0, 0.0, 3.0], contains=contains)
     seen = []
-    jacobian = model.predict_gradient
+    members = model.predict_members
 
     def spy(x, **kwargs):
         seen.append(np.array(x))
-        return jacobian(x, **kwargs)
+        return members(x, **kwargs)
 
-    model.predict_gradient = spy
+    model.predict_members = spy
     sensitivity.dgsm(model, n_samples=300, seed=0)
     assert len(seen[0]) == 300 and contains(seen[0]).all()
     with pytest.warns(UserWarning, match="outside its domain"):

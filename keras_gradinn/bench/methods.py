@@ -214,11 +214,12 @@ class Fitted:
     """A trained method: predictions and Jacobians in the problem's units.
 
     `chosen` names the prior GradINN chose (`gradinn` with alternatives or
-    screening, `gradinn-auto`; `gradinn-grad` adds its final fit's steps), and `train_seconds` then includes the
-    held-out fits. `std` gives the standard deviation of the prediction
-    (of the function, not of a noisy observation) for the methods that
-    have one: `gradinn-auto` (its calibrated ensemble) and `gp`; `members`
-    each member's predictions (n, k, m), for ensembles.
+    screening, `gradinn-auto`; `gradinn-grad` adds its final fit's steps),
+    and `train_seconds` then includes the held-out fits. `std` gives the
+    standard deviation of the prediction (of the function, not of a noisy
+    observation) for the methods that have one: `gradinn-auto` (its
+    calibrated ensemble) and `gp`; `members` each member's predictions
+    (n, k, m), for ensembles.
     """
 
     predict: Any
