@@ -166,6 +166,14 @@ class Domain:
         self.supports_jit = collocation.mode != "host"
         self.train_function = self.test_function = None
 
+    @property
+    def contains(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The predicate collocation points are drawn inside, or None for the whole box.
+
+        A loaded model has None: `.keras` files do not store Python callables.
+        """
+        return self._collocation.contains
+
     def _saveable_sampler(self) -> Any:
         """The sampler as `get_config` saves it; warns once if it is a Python callable."""
         if self._collocation.mode == "host" and not getattr(self, "_warned_unsaved", False):

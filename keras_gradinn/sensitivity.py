@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,16 +103,6 @@ def _box(model, bounds: Any) -> np.ndarray:
                          f"input {model.input_labels[j]!r} has {tuple(box[j].tolist())}, "
                          f"outside {tuple(model.bounds[j].tolist())}")
     return box
-
-
-def _domain_predicate(model) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The `contains` predicate a model's collocation points are drawn inside, or None.
-
-    Only a model built (not loaded) with `contains` knows it: the predicate
-    is a Python callable, which `.keras` files do not store.
-    """
-    collocation = getattr(model, "_collocation", None)
-    return getattr(collocation, "contains", None)
 
 
 def _shaped(values: np.ndarray) -> np.ndarray:
@@ -204,7 +193,7 @@ def sobol(
         below = 1 << (n_samples.bit_length() - 1)
         raise ValueError(f"n_samples must be a power of two for the Sobol' design; got "
                          f"{n_samples} (try {below} or {2 * below})")
-    if _domain_predicate(model) is not None:
+    if model.contains is not None:
         warnings.warn("the model's domain is cut by a contains predicate, but Sobol' indices "
                       "assume independent inputs: the surrogate is evaluated over the whole "
                       "bounds box, outside its domain too", stacklevel=2)
@@ -365,7 +354,7 @@ def dgsm(
     box = _box(model, bounds)
     rng = np.random.default_rng(seed)
     x = sampling.sample(n_samples, box, method="sobol", seed=rng,
-                        contains=_domain_predicate(model))
+                        contains=model.contains)
     jacobians = _member_jacobians(model, x, positive_int(batch_size, "batch_size"))
     members = model.predict_members(x, batch_size=batch_size).astype(np.float64)  # (n, k, m)
     widths = box[:, 1] - box[:, 0]

@@ -230,6 +230,7 @@ def test_dgsm_draws_inside_a_non_box_domain_and_sobol_warns_it_leaves_it():
         return x[:, 0] <= 0.5
 
     model = linear([1.0, 2.0, 0.0, 3.0], contains=contains)
+    assert model.contains is contains and linear([1.0, 2.0, 0.0, 3.0]).contains is None
     seen = []
     members = model.predict_members
 
