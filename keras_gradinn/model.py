@@ -446,6 +446,10 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         loss too, before the total. Training minimises `members` times the
         total, the sum of the members' own losses (see `train_step`).
         """
+        # The terms Keras does not compute are scaled per replica as Keras
+        # scales the compiled loss, so the all-reduced gradients are those of
+        # the global mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         t_pred = self.network(z, training=training)
         if self._stacked:
             data_loss = self._stacked_data_loss(z, t, t_pred, sample_weight, training)
@@ -455,9 +459,6 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
             )
         data_loss = tf.cast(data_loss, tf.float32) if data_loss.dtype == tf.float16 else data_loss
         if self.gradient_weight > 0 and (training or self._collocation.mode is not None):
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            # Scaled per replica like Keras scales the compiled loss, so the
-            # all-reduced gradients are those of the global mean.
             if self._table is None:
                 points, field = tf.cast(self.collocation_points(), z.dtype), None
             else:
@@ -478,7 +479,6 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
             loss = data_loss
         if derivatives is None:
             return t_pred, data_loss, gradient_loss, loss
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         mismatch = derivative_mismatch(self._jacobian(z, training), derivatives, sample_weight)
         derivative_loss = tf.cast(tf.reduce_mean(mismatch) / replicas, data_loss.dtype)
         loss = loss + self.derivative_weight * derivative_loss
@@ -503,11 +503,16 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         return keras_private.multi_worker_logs(logs)
 
-    def train_step(self, data):
+    def _unpack(self, data) -> tuple:
+        """A batch's x, y values, sample weights, and z, t and observed dt/dz (or None)."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y, derivatives = split_target(y)
         z, t, derivatives = self._normalise(x, y, derivatives)
         self._observes_derivatives |= derivatives is not None
+        return x, y, sample_weight, z, t, derivatives
+
+    def train_step(self, data):
+        x, y, sample_weight, z, t, derivatives = self._unpack(data)
 
         # Forward pass: data term and, through a nested tape, gradient term
         # (and observed derivatives' term). A stacked network's members are
@@ -538,10 +543,7 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
         )
 
     def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y, derivatives = split_target(y)
-        z, t, derivatives = self._normalise(x, y, derivatives)
-        self._observes_derivatives |= derivatives is not None
+        x, y, sample_weight, z, t, derivatives = self._unpack(data)
         t_pred, *losses = self._loss_terms(z, t, sample_weight, training=False,
                                            derivatives=derivatives)
         return self._update_metrics(x, y, z, t_pred, sample_weight, losses)
