@@ -90,7 +90,8 @@ def test_fit_predict_info_export_end_to_end(tmp_path, main_in_process):
         assert (run_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["train_rmse"]) == {"u", "v"} and metrics["n_validation"] == 6
-    assert metrics["steps"] == 4 and metrics["versions"]["keras_gradinn"] == kg.__version__
+    assert metrics["steps"] == metrics["final_steps"] == 4
+    assert metrics["versions"]["keras_gradinn"] == kg.__version__
     # The default prior is chosen by cross-validation, and the choice is reported.
     scores = {name: -c["mean_test_score"] for name, c in metrics["cross_validation"].items()}
     assert set(scores) == {"none", "kernel", "smooth", "stiff"}

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_gradinn as kg
+from keras_gradinn.cli.info import _choice_lines
 from keras_gradinn.derivatives import check_derivatives, derivative_mismatch, split_target
 
 BOUNDS = [(0.0, 2.0), (-1.0, 1.0)]
@@ -139,7 +140,7 @@ def test_derivative_weight_is_saved_and_checked(tmp_path):
         net.fit(dataset, dy_dx=np.ones((2, 2, 2)), epochs=1, verbose=0)
 
 
-def test_the_estimator_trains_every_fit_on_observed_derivatives():
+def test_the_estimator_trains_every_fit_on_observed_derivatives(tmp_path):
     x, test = points(16, seed=5), points(500, seed=6)
     y, g = function(x)[:, 0], jacobian(x)[:, 0]
     common = dict(steps=300, width=16, depth=2, bounds=BOUNDS, random_state=0)
@@ -155,6 +156,11 @@ def test_the_estimator_trains_every_fit_on_observed_derivatives():
     assert set(scores) == {100, 300} and estimator.final_steps_ == max(scores, key=scores.get)
     assert int(estimator.model_.optimizer.iterations) == estimator.final_steps_
     assert values.steps_scores_ == {} and values.final_steps_ == 300
+    estimator.save(tmp_path / "m.keras")
+    loaded = kg.GradINNRegressor.load(tmp_path / "m.keras")
+    assert loaded.steps_scores_ == scores and loaded.final_steps_ == estimator.final_steps_
+    line = _choice_lines(loaded.model_.metadata)[-1]
+    assert line.startswith(f"final fit: {estimator.final_steps_} steps") and "at 100, " in line
     with pytest.raises(ValueError, match=r"dy_dx must have shape \(16, 1, 2\)"):
         estimator.fit(x, y, dy_dx=np.ones((16, 3)))
 

@@ -504,6 +504,7 @@ def evaluate(estimator, data: TrainingData, config: dict[str, Any], seconds: flo
                 results["params"], results["mean_test_score"], results["std_test_score"],
                 results["fit_time"])},
         "steps": config["steps"],
+        "final_steps": estimator.final_steps_,
         "train_seconds": seconds,
         "versions": _versions(),
     }

@@ -88,6 +88,11 @@ def _choice_lines(metadata: dict) -> list[str]:
                      f"+- {results['std_test_score'][i]:.2g}  "
                      f"(weight {results['gradient_weight'][i]:g}, "
                      f"{results['fit_time'][i]:.0f} s){mark}")
+    scores = metadata.get("steps_scores") or {}
+    if scores:
+        held_out = ", ".join(f"{-score:.4g} at {steps}" for steps, score in scores.items())
+        lines.append(f"final fit: {metadata['final_steps']} steps, chosen on observed "
+                     f"derivatives by held-out error ({held_out} steps)")
     return lines
 
 
