@@ -415,7 +415,7 @@ class GradINNRegressor(RegressorMixin, BaseEstimator):
         a long fit learns all n (d + 1) noisy targets by heart, and the
         slopes' noise bends the surface between the rows (on noisy data a
         fit of `cv_steps` steps can beat one of `steps` severalfold), while
-        on clean data the long fit is the better one.
+        on clean data the long fit is usually the better one.
         """
         short = self._fold_steps()
         scores = {short: float(self.cv_results_["mean_test_score"][self.best_index_])}

@@ -168,9 +168,9 @@ class GradINN(Standardise, Domain, Members, StepGuard, Loop, keras_private.Multi
 
     Because the gradient term lives in the normalised space,
     `gradient_weight` and `derivative_weight` do not depend on the units
-    of x or y, and the prior speaks of standardised outputs per unit of normalised input. `call`,
-    `predict`, `predict_gradient` and the compiled metrics use the user's
-    units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
+    of x or y, and the prior speaks of standardised outputs per unit of
+    normalised input. `call`, `predict`, `predict_gradient` and the compiled
+    metrics use the user's units: `dy/dx = diag(std) J f(z) diag(1 / half_width)`.
 
     A stacked `network` holds k members trained together in one step; see
     `keras_gradinn.members`. Their spread is the model's uncertainty:
